@@ -1,0 +1,1 @@
+"""godelctl: the command-line client of godeld (synchronous; no trio, no pluggy)."""

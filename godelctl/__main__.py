@@ -1,0 +1,3 @@
+from godelctl.cli import main
+
+main()

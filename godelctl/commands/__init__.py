@@ -1,0 +1,1 @@
+"""Built-in godelctl commands, one module per noun, each exposing register_commands(cli)."""

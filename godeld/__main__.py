@@ -1,0 +1,3 @@
+from godeld.cli import main
+
+main()

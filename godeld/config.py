@@ -1,0 +1,360 @@
+"""Configuration: defaults < YAML file < GODEL_SECTION__KEY environment variables < command-line flags.
+
+Every key is declared once in SCHEMA with its type, default and a comment; config/godel.example.yaml
+is checked against it by a test. All problems in a file are reported at once, each with file, line,
+column and path, and a "did you mean" for misspelt keys. A value written as {"$env": "NAME"} is read
+from the environment, so secrets need not be stored in the file (and are masked when shown).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from godeld import protocol
+from godeld.errors import ConfigError
+from godeld.yamlsource import Located, YamlProblem, YamlSyntaxError, format_path, load_yaml
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Key:
+    type: str  # str | int | float | bool | path | list | dict
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    nullable: bool = False
+    reload: bool = True  # False: a change takes effect only after a restart
+
+
+SCHEMA: dict[str, Any] = {
+    "socket": Key("path", None, "Unix socket of the JSON-RPC server (default: $GODEL_HOME/godeld.sock).", nullable=True, reload=False),
+    "project": Key("path", None, "Project directory whose .godel/plugins/ is loaded (default: godeld's working directory).", nullable=True, reload=False),
+    "log": {
+        "level": Key("str", "info", "Log level.", choices=LOG_LEVELS),
+        "file": Key("path", None, "Also append logs to this file (stderr is always used).", nullable=True, reload=False),
+    },
+    "rpc": {
+        "max_line_bytes": Key("int", protocol.DEFAULT_MAX_LINE_BYTES, "Longest accepted request line; longer lines get an error and are discarded.", minimum=1024),
+        "max_connections": Key("int", 1024, "Concurrent client connections; more are refused with an error.", minimum=1),
+        "max_inflight_per_connection": Key("int", 256, "Requests one connection may have running at once; its reading pauses beyond that.", minimum=1),
+        "drain_timeout_s": Key("float", 10.0, "On shutdown, how long in-flight requests may take to finish before they are cancelled.", minimum=0),
+    },
+    "events": {
+        "subscriber_buffer": Key("int", 10000, "Live events buffered per subscriber; past it the subscriber catches up from the log.", minimum=1),
+        "subscriber_buffer_bytes": Key("int", 16 << 20, "Bytes of live events buffered per subscriber (the same rule).", minimum=1024),
+        "list_max_limit": Key("int", 10000, "Most events one events.list call returns.", minimum=1),
+        "replay_page": Key("int", 500, "Events read from the log per page when a subscriber replays or catches up.", minimum=1),
+    },
+    "storage": {
+        "backend": Key("str", "sqlite", "Storage backend, by the name its plugin registered.", reload=False),
+        "sqlite": {
+            "path": Key("path", None, "Database file (default: $GODEL_HOME/godel.db).", nullable=True, reload=False),
+            "synchronous": Key("str", "full", "full: a commit survives power loss (one fsync per group commit); normal: survives a crash of godeld.", choices=("full", "normal"), reload=False),
+            "readers": Key("int", 4, "Read connections (queries run on threads, beside the single writer).", minimum=1, reload=False),
+            "busy_timeout_ms": Key("int", 5000, "How long a connection waits on a lock held by another process.", minimum=0, reload=False),
+            "max_batch": Key("int", 10000, "Most writes committed in one group-commit transaction.", minimum=1, reload=False),
+        },
+    },
+    "plugins": {
+        "entry_points": Key("bool", True, "Load plugins installed as Python packages (entry-point group 'godel')."),
+        "dirs": Key("list", [], "More drop-in directories of *.py plugins, besides $GODEL_HOME/plugins and <project>/.godel/plugins."),
+        "disabled": Key("list", [], "Names of plugins not to load (built-ins included)."),
+        "watch": Key("bool", True, "Reload a drop-in plugin when its file changes."),
+        "reload_debounce_ms": Key("int", 200, "Quiet time after a file change before plugins are reloaded.", minimum=0),
+        "config": Key("dict", {}, "Per-plugin settings: plugins.config.<plugin-name> is handed to that plugin."),
+    },
+}
+
+
+def defaults(schema: Mapping[str, Any] = SCHEMA) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, spec in schema.items():
+        out[name] = defaults(spec) if isinstance(spec, dict) else _copy(spec.default)
+    return out
+
+
+def _copy(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def iter_keys(schema: Mapping[str, Any] = SCHEMA, prefix: tuple[str, ...] = ()):
+    """Yield (path, Key) for every leaf of the schema."""
+    for name, spec in schema.items():
+        if isinstance(spec, dict):
+            yield from iter_keys(spec, prefix + (name,))
+        else:
+            yield prefix + (name,), spec
+
+
+def key_at(path: tuple[str, ...]) -> Key | dict | None:
+    node: Any = SCHEMA
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+@dataclass
+class Config:
+    """The effective configuration. `data` mirrors SCHEMA; paths are already resolved."""
+
+    data: dict[str, Any]
+    home: Path
+    file: Path | None = None
+    secrets: set[tuple[Any, ...]] = field(default_factory=set)
+
+    def get(self, dotted: str) -> Any:
+        node: Any = self.data
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    @property
+    def socket_path(self) -> Path:
+        return Path(self.data["socket"]) if self.data["socket"] else self.home / "godeld.sock"
+
+    @property
+    def project_dir(self) -> Path:
+        return Path(self.data["project"]) if self.data["project"] else Path.cwd()
+
+    def plugin_config(self, plugin_name: str) -> dict[str, Any]:
+        return dict(self.data["plugins"]["config"].get(plugin_name) or {})
+
+    def public(self) -> dict[str, Any]:
+        """The configuration with values read from {"$env": ...} masked."""
+        data = _copy(self.data)
+        for path in self.secrets:
+            node = data
+            for part in path[:-1]:
+                node = node[part]
+            node[path[-1]] = "***"
+        return data
+
+    def restart_required(self, other: "Config") -> list[str]:
+        """Keys that differ from `other` but only take effect after a restart."""
+        changed = []
+        for path, key in iter_keys():
+            if not key.reload and _dig(self.data, path) != _dig(other.data, path):
+                changed.append(".".join(path))
+        if self.home != other.home:
+            changed.append("home")
+        return changed
+
+
+def _dig(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def default_config_file(home: Path) -> Path:
+    return home / "config.yaml"
+
+
+def load_config(
+    file: str | Path | None = None,
+    *,
+    home: str | Path | None = None,
+    socket: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the effective configuration, or raise ConfigError listing every problem."""
+    env = os.environ if environ is None else environ
+    home_path = Path(home).expanduser() if home else (Path(env["GODEL_HOME"]).expanduser() if env.get("GODEL_HOME") else Path.home() / ".godel")
+    home_path = home_path.absolute()
+    explicit = file or env.get("GODEL_CONFIG")
+    config_file = Path(explicit).expanduser().absolute() if explicit else default_config_file(home_path)
+    if explicit and not config_file.is_file():
+        raise ConfigError(f"config file not found: {config_file}", {"errors": [{"file": str(config_file), "line": 0, "column": 0, "path": "", "message": "no such file"}]})
+
+    data = defaults()
+    problems: list[YamlProblem] = []
+    secrets: set[tuple[Any, ...]] = set()
+    used_file: Path | None = None
+    if config_file.is_file():
+        used_file = config_file
+        try:
+            text = config_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from None
+        try:
+            doc = load_yaml(text, str(config_file))
+        except YamlSyntaxError as exc:
+            raise ConfigError(str(exc.problem), {"errors": [exc.problem.to_dict()]}) from None
+        problems.extend(doc.problems)
+        if doc.value is not None:
+            if not isinstance(doc.value, dict):
+                problems.append(doc.problem((), "the config file must be a mapping of sections"))
+            else:
+                _merge(doc, doc.value, SCHEMA, data, (), problems, secrets, env)
+
+    _apply_env(env, data, problems, secrets, str(config_file))
+    if socket:
+        data["socket"] = str(Path(socket).expanduser().absolute())
+    elif env.get("GODEL_SOCKET"):
+        data["socket"] = str(Path(env["GODEL_SOCKET"]).expanduser().absolute())
+
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise ConfigError(f"invalid configuration ({len(problems)} problem{'s' if len(problems) > 1 else ''}):\n{lines}", {"errors": [p.to_dict() for p in problems]})
+    _resolve_paths(data, used_file.parent if used_file else home_path)
+    return Config(data=data, home=home_path, file=used_file, secrets=secrets)
+
+
+def _merge(doc: Located, given: dict, schema: dict, out: dict, path: tuple, problems: list, secrets: set, env: Mapping[str, str]) -> None:
+    for name, value in given.items():
+        here = path + (name,)
+        spec = schema.get(name) if isinstance(name, str) else None
+        if spec is None:
+            problems.append(doc.problem(here, f"unknown key {name!r}{_did_you_mean(name, schema)}"))
+            continue
+        if isinstance(spec, dict):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                problems.append(doc.problem(here, f"expected a mapping, got {_kind(value)}"))
+                continue
+            _merge(doc, value, spec, out[name], here, problems, secrets, env)
+            continue
+        value, secret = _resolve_env_refs(doc, here, value, problems, env)
+        if secret:
+            secrets.add(here)
+        checked = _check(spec, value)
+        if isinstance(checked, _Bad):
+            problems.append(doc.problem(here, checked.message))
+        else:
+            out[name] = checked
+
+
+def _resolve_env_refs(doc: Located, path: tuple, value: Any, problems: list, env: Mapping[str, str]) -> tuple[Any, bool]:
+    """Replace {"$env": NAME[, "default": X]} with the environment's value, anywhere in `value`."""
+    if isinstance(value, dict) and "$env" in value:
+        extra = set(value) - {"$env", "default"}
+        name = value["$env"]
+        if extra or not isinstance(name, str):
+            problems.append(doc.problem(path, 'an environment reference is written {"$env": "NAME"} (optionally with "default")'))
+            return None, True
+        if name in env:
+            return env[name], True
+        if "default" in value:
+            return value["default"], True
+        problems.append(doc.problem(path, f"environment variable {name} is not set"))
+        return None, True
+    if isinstance(value, dict):
+        any_secret = False
+        out = {}
+        for k, v in value.items():
+            out[k], secret = _resolve_env_refs(doc, path + (k,), v, problems, env)
+            any_secret |= secret
+        return out, any_secret
+    if isinstance(value, list):
+        items = [_resolve_env_refs(doc, path + (i,), v, problems, env) for i, v in enumerate(value)]
+        return [v for v, _ in items], any(s for _, s in items)
+    return value, False
+
+
+@dataclass
+class _Bad:
+    message: str
+
+
+def _check(key: Key, value: Any) -> Any:
+    if value is None:
+        return None if key.nullable else _Bad(f"must not be empty (expected {_type_name(key)})")
+    t = key.type
+    if t in ("str", "path"):
+        if not isinstance(value, str):
+            return _Bad(f"expected {_type_name(key)}, got {_kind(value)}")
+        if key.choices and value not in key.choices:
+            return _Bad(f"must be one of {', '.join(key.choices)}, got {value!r}{_did_you_mean(value, key.choices)}")
+        return value
+    if t == "bool":
+        return value if isinstance(value, bool) else _Bad(f"expected true or false, got {_kind(value)}")
+    if t in ("int", "float"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if t == "float":
+            ok = ok or isinstance(value, float)
+        if not ok:
+            return _Bad(f"expected {_type_name(key)}, got {_kind(value)}")
+        if key.minimum is not None and value < key.minimum:
+            return _Bad(f"must be at least {key.minimum:g}, got {value}")
+        return float(value) if t == "float" else value
+    if t == "list":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return _Bad(f"expected a list of strings, got {_kind(value)}")
+        return value
+    if t == "dict":
+        return value if isinstance(value, dict) else _Bad(f"expected a mapping, got {_kind(value)}")
+    raise AssertionError(f"unknown schema type {t}")
+
+
+def _type_name(key: Key) -> str:
+    return {"str": "a string", "path": "a path", "int": "an integer", "float": "a number", "bool": "true or false", "list": "a list of strings", "dict": "a mapping"}[key.type]
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: f"the string {value!r}" if isinstance(value, str) and len(value) < 40 else "a string", list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _did_you_mean(word: Any, candidates) -> str:
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+ENV_PREFIX = "GODEL_"
+_RESERVED_ENV = {"GODEL_HOME", "GODEL_SOCKET", "GODEL_CONFIG"}
+
+
+def _apply_env(env: Mapping[str, str], data: dict, problems: list, secrets: set, file: str) -> None:
+    """GODEL_RPC__DRAIN_TIMEOUT_S=5 sets rpc.drain_timeout_s; GODEL_STORAGE__SQLITE__PATH=… nests."""
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name or name in _RESERVED_ENV:
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        key = key_at(path)
+        if not isinstance(key, Key):
+            problems.append(YamlProblem(f"${name}", 0, 0, ".".join(path), "unknown config key set from the environment"))
+            continue
+        value: Any = raw
+        if key.type in ("int", "float", "bool", "list", "dict") or (key.nullable and raw == ""):
+            try:
+                value = json.loads(raw) if raw else None
+            except ValueError:
+                value = raw.split(",") if key.type == "list" else raw
+        checked = _check(key, value)
+        if isinstance(checked, _Bad):
+            problems.append(YamlProblem(f"${name}", 0, 0, ".".join(path), checked.message))
+            continue
+        node = data
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = checked
+
+
+def _resolve_paths(data: dict, base: Path) -> None:
+    """Relative paths in the file are relative to the file's directory; ~ is expanded."""
+    for path, key in iter_keys():
+        if key.type != "path":
+            continue
+        node = data
+        for part in path[:-1]:
+            node = node[part]
+        if node[path[-1]]:
+            p = Path(node[path[-1]]).expanduser()
+            node[path[-1]] = str(p if p.is_absolute() else (base / p).absolute())
+    data["plugins"]["dirs"] = [str((base / Path(d).expanduser()).absolute()) for d in data["plugins"]["dirs"]]
+
+
+__all__ = ["Config", "ConfigError", "Key", "SCHEMA", "defaults", "load_config", "iter_keys", "format_path"]

@@ -1,0 +1,8 @@
+"""Built-in plugins: registered through the same hooks as any third-party plugin."""
+
+DEFAULT_PLUGINS = (
+    "godeld.default_plugins.sqlite",
+    "godeld.default_plugins.daemon_rpc",
+    "godeld.default_plugins.plugins_rpc",
+    "godeld.default_plugins.events_rpc",
+)
