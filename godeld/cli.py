@@ -87,6 +87,14 @@ def check_config(home, config_file, as_json):
     click.echo(yaml.safe_dump(config.public(), sort_keys=False).rstrip())
 
 
+@cli.command("example-config")
+def example_config():
+    """Print a config file with every key, its default and what it does."""
+    from godeld.config import example_yaml
+
+    click.echo(example_yaml(), nl=False)
+
+
 @cli.command()
 @_options
 @click.option("--list", "list_only", is_flag=True, help="Only show each migration and whether it is applied.")

@@ -63,7 +63,7 @@ SCHEMA: dict[str, Any] = {
         },
     },
     "plugins": {
-        "entry_points": Key("bool", True, "Load plugins installed as Python packages (entry-point group 'godel')."),
+        "entry_points": Key("bool", True, "Load plugins installed as Python packages (entry-point group 'godel').", reload=False),
         "dirs": Key("list", [], "More drop-in directories of *.py plugins, besides $GODEL_HOME/plugins and <project>/.godel/plugins."),
         "disabled": Key("list", [], "Names of plugins not to load (built-ins included)."),
         "watch": Key("bool", True, "Reload a drop-in plugin when its file changes."),
@@ -71,6 +71,35 @@ SCHEMA: dict[str, Any] = {
         "config": Key("dict", {}, "Per-plugin settings: plugins.config.<plugin-name> is handed to that plugin."),
     },
 }
+
+
+def example_yaml() -> str:
+    """config/godel.example.yaml: every key with its default and what it does."""
+    import yaml
+
+    lines = [
+        "# godel configuration: $GODEL_HOME/config.yaml (or godeld --config FILE, or $GODEL_CONFIG).",
+        "# Every key is shown with its default. Environment variables override the file:",
+        "# GODEL_RPC__DRAIN_TIMEOUT_S=5 sets rpc.drain_timeout_s. A value written {\"$env\": NAME}",
+        "# is read from the environment (and masked by `godeld check-config`).",
+        "# Keys marked (restart) take effect on restart; the others on `godelctl daemon reload` / SIGHUP.",
+        "",
+    ]
+
+    def render(schema: Mapping[str, Any], indent: int) -> None:
+        pad = "  " * indent
+        for name, spec in schema.items():
+            if isinstance(spec, dict):
+                lines.append(f"{pad}{name}:")
+                render(spec, indent + 1)
+                continue
+            note = "" if spec.reload else " (restart)"
+            lines.append(f"{pad}# {spec.help}{note}")
+            value = yaml.safe_dump(spec.default, default_flow_style=True).strip().removesuffix("...").strip()
+            lines.append(f"{pad}{name}: {value}")
+
+    render(SCHEMA, 0)
+    return "\n".join(lines) + "\n"
 
 
 def defaults(schema: Mapping[str, Any] = SCHEMA) -> dict[str, Any]:

@@ -61,18 +61,24 @@ class Daemon:
         self.listen_fd = listen_fd
         self._config_loader = config_loader or (lambda: load_config(config.file, home=config.home, socket=config.socket_path))
         self.started_at = time.time()
+        self._pid = os.getpid()
+        self._socket_str = str(config.socket_path)
+        self._home_str = str(config.home)
+        self._config_str = str(config.file) if config.file else None
         self.state = "starting"
         self.stop_reason: str | None = None
         self.storage: Storage | None = None
         self.bus: EventBus | None = None
         self.rpc: RpcServer | None = None
         self._stop = trio.Event()
+        self.stopped = trio.Event()
         self._reload_lock = trio.Lock()
         self._services: trio.Nursery | None = None
         self._plugin_scopes: dict[str, trio.CancelScope] = {}
         self._pending_errors: list[dict[str, Any]] = []
         self._last_error_event: dict[str, float] = {}
         self._drain_scope: trio.CancelScope | None = None
+        self._watcher_scope: trio.CancelScope | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -100,8 +106,7 @@ class Daemon:
                 self._pending_errors.clear()
                 await self._call_startup(self.plugins.records.keys())
                 self._start_plugin_tasks(self.plugins.records.keys())
-                if self.config.get("plugins.watch"):
-                    services.start_soon(self._watch_plugins)
+                self._restart_watcher()
                 async with trio.open_nursery() as front:
                     if self.handle_signals:
                         await front.start(self._handle_signals)
@@ -124,6 +129,7 @@ class Daemon:
             self.state = "stopped"
             with trio.CancelScope(shield=True):
                 await self.storage.aclose()
+            self.stopped.set()
             log.info("stopped")
 
     def build_storage(self) -> Storage:
@@ -248,12 +254,22 @@ class Daemon:
         finally:
             self.plugins.on_error = on_error
 
-    async def _watch_plugins(self) -> None:
+    def _restart_watcher(self) -> None:
+        """(Re)start watching the drop-in directories, as plugins.watch and plugins.dirs say."""
+        if self._watcher_scope is not None:
+            self._watcher_scope.cancel()
+            self._watcher_scope = None
+        if self.config.get("plugins.watch") and self._services is not None:
+            self._watcher_scope = trio.CancelScope()
+            self._services.start_soon(self._watch_plugins, self._watcher_scope, list(self.plugins.dropin_dirs))
+
+    async def _watch_plugins(self, scope: trio.CancelScope, directories: list[Path]) -> None:
         debounce = self.config.get("plugins.reload_debounce_ms") / 1000
-        async with aclosing(watch_directories(self.plugins.dropin_dirs, debounce_s=debounce)) as changes:
-            async for paths in changes:
-                log.info("plugin files changed: %s", ", ".join(sorted(paths)))
-                await self._reload_logging_errors("file-change", reread_config=False, force=False)
+        with scope:
+            async with aclosing(watch_directories(directories, debounce_s=debounce)) as changes:
+                async for paths in changes:
+                    log.info("plugin files changed: %s", ", ".join(sorted(paths)))
+                    await self._reload_logging_errors("file-change", reread_config=False, force=False)
 
     async def _reload_logging_errors(self, reason: str, **kwargs: Any) -> None:
         try:
@@ -302,34 +318,33 @@ class Daemon:
             node_new[last] = node_old[last]
         new.home = old.home
         self.config = new
+        self._config_str = str(new.file) if new.file else None
         set_level(new.get("log.level"))
         if self.bus is not None:
             ev = new.get("events")
             self.bus.buffer, self.bus.buffer_bytes = ev["subscriber_buffer"], ev["subscriber_buffer_bytes"]
             self.bus.replay_page, self.bus.list_max = ev["replay_page"], ev["list_max_limit"]
+        watch_changed = (old.get("plugins.watch"), dropin_dirs(old)) != (new.get("plugins.watch"), dropin_dirs(new))
         self.plugins.dropin_dirs = dropin_dirs(new)
-        self.plugins.entry_points = new.get("plugins.entry_points")
+        if watch_changed:
+            self._restart_watcher()
 
     # -- for handlers and in-process callers ----------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        records = self.plugins.records.values()
+        # Polled by every client and monitor: nothing here may touch the disk or walk much.
+        config = self.config
         return {
             "version": __version__,
             "protocol": protocol.PROTOCOL_VERSION,
-            "pid": os.getpid(),
+            "pid": self._pid,
             "state": self.state,
             "uptime_s": round(time.time() - self.started_at, 3),
-            "socket": str(self.socket_path),
-            "home": str(self.config.home),
-            "config": str(self.config.file) if self.config.file else None,
+            "socket": self._socket_str,
+            "home": self._home_str,
+            "config": self._config_str,
             "storage": self.storage.info() if self.storage is not None else None,
-            "plugins": {
-                "loaded": sum(1 for r in records if r.loaded),
-                "failed": sum(1 for r in records if not r.loaded and not r.disabled),
-                "disabled": sum(1 for r in records if r.disabled),
-                "with_errors": sum(1 for r in records if r.errors),
-            },
+            "plugins": self.plugins.summary(),
             "last_seq": self.bus.last_seq if self.bus is not None else 0,
             "connections": len(self.rpc.connections) if self.rpc is not None else 0,
             "subscribers": self.bus.subscriber_count if self.bus is not None else 0,

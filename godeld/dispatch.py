@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from godeld import protocol as p
-from godeld.errors import GodelError, InternalError, InvalidParams, InvalidRequest, MethodNotFound
+from godeld.errors import GodelError, InternalError, InvalidParams, InvalidRequest, MethodNotFound, ParseError
 
 log = logging.getLogger("godeld.rpc")
 
@@ -107,6 +107,7 @@ class MethodSpec:
     is_async: bool
     plugin: str = ""
     by_name: dict[str, ParamSpec] = field(default_factory=dict)
+    required: bool = False  # has at least one required param
 
     @classmethod
     def from_handler(cls, name: str, handler: Callable[..., Any], *, summary: str | None = None, plugin: str = "") -> "MethodSpec":
@@ -138,10 +139,14 @@ class MethodSpec:
             is_async=inspect.iscoroutinefunction(handler),
             plugin=plugin,
             by_name={ps.name: ps for ps in params},
+            required=any(ps.required for ps in params),
         )
 
     def bind(self, params: Any) -> dict[str, Any]:
         """Check `params` against the signature; raise InvalidParams naming each problem."""
+        if not params and not self.required:  # the common call with nothing to check
+            if params is MISSING or params is None or isinstance(params, (dict, list)):
+                return {}
         if params is MISSING or params is None:
             given: dict[str, Any] = {}
         elif isinstance(params, dict):
@@ -236,6 +241,9 @@ def valid_id(value: Any) -> bool:
     return value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
+_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
+
+
 def prepare(message: Any, methods: Any) -> Call | bytes | None:
     """Turn one decoded request into a Call, or into its error response (None for a notification)."""
     if not isinstance(message, dict):
@@ -253,9 +261,9 @@ def prepare(message: Any, methods: Any) -> Call | bytes | None:
     params = message.get("params", MISSING)
     if params is not MISSING and not isinstance(params, (dict, list)):
         return None if notification else error_response(request_id, InvalidRequest('"params" must be an object or an array'))
-    extra = set(message) - {"jsonrpc", "method", "params", "id"}
-    if extra:
-        return None if notification else error_response(request_id, InvalidRequest(f"unknown member(s) in request: {', '.join(sorted(extra))}"))
+    if len(message) > 2 + has_id + (params is not MISSING):
+        extra = sorted(str(k) for k in message if k not in _MEMBERS)
+        return None if notification else error_response(request_id, InvalidRequest(f"unknown member(s) in request: {', '.join(extra)}"))
     spec = methods.get(method)
     if spec is None:
         if notification:
@@ -318,19 +326,21 @@ def encode(value: Any) -> str:
     return _encode(value)
 
 
-def decode(line: bytes) -> Any:
-    """Decode one frame; raises ParseError for invalid UTF-8, bad JSON, or non-finite numbers."""
-    from godeld.errors import ParseError
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
+
+# One decoder for all frames: json.loads(..., parse_constant=...) would build one per call.
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+def decode(line: bytes) -> Any:
+    """Decode one frame; raises ParseError for invalid UTF-8, bad JSON, or NaN/Infinity."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ParseError(f"invalid UTF-8 at byte {exc.start}") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _decode(text)
     except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
         raise ParseError(f"invalid JSON: {exc}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")

@@ -95,8 +95,8 @@ def make_draft(type: str, data: dict | None = None, *, source: str = "godeld", m
     if not isinstance(metadata, dict):
         raise InvalidParams("event metadata must be an object")
     try:
-        data_json = _dumps(data)
-        metadata_json = _dumps(metadata)
+        data_json = _dumps(data) if data else "{}"
+        metadata_json = _dumps(metadata) if metadata else "{}"
     except (TypeError, ValueError) as exc:
         raise InvalidParams(f"event data is not JSON-serializable: {exc}") from None
     return EventDraft(uuid7(), type, time.time_ns() // 1_000_000, source, data, metadata, data_json, metadata_json)
@@ -228,6 +228,11 @@ class Subscription:
         if self._attached:
             self._attached = False
             self.bus._subscribers.discard(self)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing committed so far is waiting to be handed to the consumer."""
+        return self.closed or not (self._catching_up or self._buffer or self._replayed)
 
     def take_lag(self) -> int | None:
         """The seq delivered last before the subscriber fell behind, once per lag; else None."""

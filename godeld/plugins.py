@@ -102,6 +102,7 @@ class PluginHost:
         self.extra = list(extra)
         self.records: dict[str, PluginRecord] = {}
         self.registries = Registries()
+        self._summary: dict[str, int] | None = None
         # Set by the daemon: receives each error report (it publishes `plugin:error`).
         self.on_error: Callable[[dict[str, Any]], None] | None = None
 
@@ -159,6 +160,7 @@ class PluginHost:
             self._register(record, plugin)
 
     def _skip_disabled(self, record: PluginRecord) -> bool:
+        self._summary = None
         if record.name in self.disabled:
             record.disabled = True
             self.records[record.name] = record
@@ -166,6 +168,7 @@ class PluginHost:
         return False
 
     def _register(self, record: PluginRecord, plugin: Any) -> bool:
+        self._summary = None
         self.records[record.name] = record
         unknown = [
             attr for attr in dir(plugin)
@@ -187,6 +190,7 @@ class PluginHost:
         return True
 
     def _unregister(self, name: str) -> None:
+        self._summary = None
         record = self.records.get(name)
         if record is not None and record.loaded and self.pm.has_plugin(name):
             self.pm.unregister(name=name)
@@ -195,6 +199,7 @@ class PluginHost:
 
     def apply_disabled(self, disabled: set[str]) -> ReloadReport:
         """Unload plugins newly listed in plugins.disabled; load those taken off the list."""
+        self._summary = None
         report = ReloadReport()
         newly_disabled, newly_enabled = disabled - self.disabled, self.disabled - disabled
         self.disabled = set(disabled)
@@ -240,6 +245,7 @@ class PluginHost:
         A file that fails to import on reload is reported and its previous version stays loaded.
         `force` reloads every file even if unchanged (SIGHUP, daemon.reload).
         """
+        self._summary = None
         report = ReloadReport()
         files = self.dropin_files()
         for name, record in list(self.records.items()):
@@ -377,6 +383,7 @@ class PluginHost:
             text, tb = error, None
         if note:
             text = f"{text} ({note})"
+        self._summary = None
         report = {"plugin": plugin, "stage": stage, "error": text, "at": int(time.time() * 1000)}
         record = self.records.get(plugin)
         if record is None:
@@ -393,6 +400,18 @@ class PluginHost:
 
     def list(self) -> list[dict[str, Any]]:
         return [record.to_dict() for record in self.records.values()]
+
+    def summary(self) -> dict[str, int]:
+        """Counts for daemon.status; cached until a plugin is (un)loaded or reports an error."""
+        if self._summary is None:
+            records = self.records.values()
+            self._summary = {
+                "loaded": sum(1 for r in records if r.loaded),
+                "failed": sum(1 for r in records if not r.loaded and not r.disabled),
+                "disabled": sum(1 for r in records if r.disabled),
+                "with_errors": sum(1 for r in records if r.errors),
+            }
+        return dict(self._summary)
 
 
 def _import_file(name: str, path: Path) -> ModuleType:

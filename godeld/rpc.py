@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+from collections import deque
 import logging
 import os
 import socket as stdlib_socket
@@ -32,10 +33,42 @@ log = logging.getLogger("godeld.rpc")
 _READ_SIZE = 65536
 _ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 256
+SUBSCRIPTION_FLUSH_S = 2.0
 
 
 class ConnectionGone(Exception):
     pass
+
+
+class SendLock:
+    """Mutual exclusion for a connection's writes that costs no scheduling round-trip when
+    uncontended (trio.Lock always checkpoints, which was a third of a small request's cost).
+    Waiters are served in FIFO order; ownership is handed over directly on release."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiters: deque[trio.Event] = deque()
+
+    async def acquire(self) -> None:
+        if not self._busy:
+            self._busy = True
+            return
+        turn = trio.Event()
+        self._waiters.append(turn)
+        try:
+            await turn.wait()
+        except BaseException:
+            if turn.is_set():
+                self.release()  # it was handed to us as we were cancelled: pass it on
+            else:
+                self._waiters.remove(turn)
+            raise
+
+    def release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()  # stays busy: the next waiter owns it now
+        else:
+            self._busy = False
 
 
 def probe_socket(path: Path, timeout: float = 1.0) -> str:
@@ -73,6 +106,7 @@ class RpcServer:
         self._inflight = 0
         self._idle = trio.Event()
         self._idle.set()
+        self._progress = trio.Event()
         self._ids = itertools.count(1)
         self._socket_inode: int | None = None
 
@@ -158,6 +192,8 @@ class RpcServer:
         self.connections.add(conn)
         try:
             await conn.run()
+        except Exception:  # noqa: BLE001 - a bug in one connection must end only that connection
+            log.exception("connection %d failed", conn.id)
         finally:
             self.connections.discard(conn)
             await trio.aclose_forcefully(stream)
@@ -195,18 +231,30 @@ class RpcServer:
         if self._listener is not None:
             await self._listener.aclose()
         self._remove_socket_file()
+        with trio.move_on_after(timeout) as scope:
+            self.daemon._drain_scope = scope
+            await self._idle.wait()
+            # Subscribers get every event committed before the stop, then the notice; a client
+            # that does not read (a paused pager) may hold the stop only briefly.
+            with trio.move_on_after(SUBSCRIPTION_FLUSH_S):
+                await self._subscriptions_flushed()
+        finished = not scope.cancelled_caught and self._inflight == 0
+        if not finished:
+            log.warning("drain deadline reached with %d request(s) in flight; cancelling them", self._inflight)
         stopping = dispatch.notification(p.STOPPING_NOTIFICATION, {"reason": self.daemon.stop_reason})
         async with trio.open_nursery() as nursery:
             for conn in list(self.connections):
                 if conn.subscriptions:
                     nursery.start_soon(conn.try_send, stopping, 1.0)
-        with trio.move_on_after(timeout) as scope:
-            self.daemon._drain_scope = scope
-            await self._idle.wait()
-        finished = not scope.cancelled_caught and self._inflight == 0
-        if not finished:
-            log.warning("drain deadline reached with %d request(s) in flight; cancelling them", self._inflight)
         return finished
+
+    def _note_progress(self) -> None:
+        self._progress.set()
+
+    async def _subscriptions_flushed(self) -> None:
+        while any(not conn.subscriptions_flushed() for conn in self.connections):
+            self._progress = trio.Event()
+            await self._progress.wait()
 
 
 class Connection:
@@ -215,21 +263,28 @@ class Connection:
         self.stream = stream
         self.id = conn_id
         self.subscriptions: dict[str, tuple[Subscription, trio.CancelScope]] = {}
-        self._send_lock = trio.Lock()
+        self._send_lock = SendLock()
         self._slots = trio.Semaphore(server.settings("max_inflight_per_connection"))
         self._nursery: trio.Nursery | None = None
         self._sub_ids = itertools.count(1)
+        self._sending: set[str] = set()  # subscriptions with a notification being written
+
+    def subscriptions_flushed(self) -> bool:
+        return not self._sending and all(sub.idle for sub, _ in self.subscriptions.values())
 
     async def run(self) -> None:
+        # ConnectionGone never crosses the nursery: every task that can meet it ends quietly, so a
+        # client vanishing is not an error (trio would wrap it in an ExceptionGroup).
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                await self._read_loop()
+                try:
+                    await self._read_loop()
+                except ConnectionGone:
+                    return
                 # EOF: let in-flight requests answer, then end subscriptions and the connection.
                 for _, scope in self.subscriptions.values():
                     scope.cancel()
-        except ConnectionGone:
-            pass
         finally:
             for subscription, _ in self.subscriptions.values():
                 subscription.close()
@@ -321,6 +376,8 @@ class Connection:
     async def _guarded(self, fn, *args: Any) -> None:
         try:
             await fn(*args)
+        except ConnectionGone:
+            pass  # the client left; send() has already ended the connection
         finally:
             self._slots.release()
             self.server._end()
@@ -361,14 +418,20 @@ class Connection:
             ctx.run_deferred()
 
     async def send(self, data: bytes) -> None:
+        lock = self._send_lock
+        if lock._busy:
+            await lock.acquire()
+        else:
+            lock._busy = True  # uncontended: take it without a coroutine round-trip
         try:
-            async with self._send_lock:
-                await self.stream.send_all(data + b"\n")
+            await self.stream.send_all(data + b"\n")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The client went away mid-reply: end this connection only.
             if self._nursery is not None:
                 self._nursery.cancel_scope.cancel()
             raise ConnectionGone from None
+        finally:
+            self._send_lock.release()
 
     async def try_send(self, data: bytes, timeout: float) -> None:
         with trio.move_on_after(timeout):
@@ -404,6 +467,8 @@ class Connection:
         with scope:
             try:
                 while True:
+                    self._sending.discard(sub_id)
+                    self.server._note_progress()
                     try:
                         event = await subscription.next()
                     except SubscriberLagged as lag:
@@ -411,6 +476,7 @@ class Connection:
                         return
                     except trio.EndOfChannel:
                         return
+                    self._sending.add(sub_id)
                     lagged_at = subscription.take_lag()
                     if lagged_at is not None:
                         await self.send(dispatch.notification(p.LAGGED_NOTIFICATION, {"subscription": sub_id, "last_seq": lagged_at, "closed": False}))
@@ -427,3 +493,5 @@ class Connection:
             finally:
                 subscription.close()
                 self.subscriptions.pop(sub_id, None)
+                self._sending.discard(sub_id)
+                self.server._note_progress()

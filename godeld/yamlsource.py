@@ -74,7 +74,11 @@ def load_yaml(text: str, filename: str) -> Located:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        context = exc.context or ""
+        if context and exc.context_mark is not None and exc.context_mark is not mark:
+            # e.g. an unclosed '[': say where it was opened, not only where the file ended
+            context += f" (started at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+        message = ": ".join(str(part) for part in (context, exc.problem) if part)
         raise YamlSyntaxError(YamlProblem(filename, line, column, "", f"invalid YAML: {message}")) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(YamlProblem(filename, 1, 1, "", f"invalid YAML: {exc}")) from None

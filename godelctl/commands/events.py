@@ -22,6 +22,7 @@ def _print(settings, event) -> None:
         emit_json(event, stream=True)
     else:
         click.echo(event_line(event))
+        sys.stdout.flush()  # a follower piped into another program must not sit on its lines
 
 
 @click.group(invoke_without_command=True)

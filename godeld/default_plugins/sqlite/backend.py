@@ -57,6 +57,9 @@ class SqliteStorage:
 
     def __init__(self, *, path: Path, migrations: Sequence[sqlite_utils.Migrations] = (), synchronous: str = "full", readers: int = 4, busy_timeout_ms: int = 5000, max_batch: int = 10000):
         self.path = Path(path)
+        self._path_str = str(self.path)
+        self._size_at = -1e9
+        self._size_cached: int | None = None
         self.migrations = list(migrations)
         self.synchronous = synchronous
         self.reader_count = readers
@@ -373,18 +376,31 @@ class SqliteStorage:
                 conn.close()
 
     def info(self) -> dict[str, Any]:
-        try:
-            size = sum(os.path.getsize(p) for p in (self.path, Path(f"{self.path}-wal")) if os.path.exists(p))
-        except OSError:
-            size = None
         return {
             "backend": self.name,
-            "path": str(self.path),
+            "path": self._path_str,
             "synchronous": self.synchronous,
-            "size_bytes": size,
+            "size_bytes": self._size(),
             "last_seq": self._last_seq,
             **self.stats,
         }
+
+    def _size(self) -> int | None:
+        # Measured at most once a second: status is polled often, and a size is never exact anyway.
+        now = time.monotonic()
+        if now - self._size_at >= 1.0:
+            self._size_at = now
+            total = 0
+            for path in (self._path_str, self._path_str + "-wal"):
+                try:
+                    total += os.stat(path).st_size
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    total = None
+                    break
+            self._size_cached = total
+        return self._size_cached
 
 
 def _row_to_event(row: tuple) -> Event:

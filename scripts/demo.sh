@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The README's demo: a throwaway GODEL_HOME, godeld in the background, events published and
+# followed live, status, then a clean stop. Run it with `make demo`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="$PWD/.venv/bin"
+export GODEL_HOME="${GODEL_DEMO_HOME:-$(mktemp -d /tmp/godel-demo.XXXXXX)}"
+unset GODEL_SOCKET GODEL_CONFIG
+
+say() { printf '\n\033[1m$ godelctl %s\033[0m\n' "$*"; }
+ctl() { say "$*"; "$BIN/godelctl" "$@"; }
+
+echo "godel demo — home: $GODEL_HOME"
+ctl daemon start
+ctl status
+
+# Follow demo events in the background from the current head: no gap, whatever happens next.
+since=$("$BIN/godelctl" --json status | "$BIN/python" -c 'import json, sys; print(json.load(sys.stdin)["last_seq"])')
+say "events --follow --type 'demo:*' --since $since   (in the background)"
+"$BIN/godelctl" events --follow --type 'demo:*' --since "$since" | sed -u 's/^/    [follow] /' &
+follower=$!
+
+for step in plan build test; do
+  ctl events publish demo:step --data "{\"step\": \"$step\"}" --metadata '{"correlationId": "demo-1"}'
+done
+ctl events publish demo:done --data '{"status": "completed"}'
+ctl events wait demo:done --since "$since"
+
+ctl events --type 'demo:*' -n 10
+ctl plugins
+ctl rpc events.list "{\"since\": $since, \"pattern\": \"demo:done\"}"
+ctl daemon stop
+wait "$follower" 2>/dev/null || true
+echo
+echo "done. The event log stays in $GODEL_HOME/godel.db; start again with: GODEL_HOME=$GODEL_HOME $BIN/godelctl daemon start"
