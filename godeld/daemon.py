@@ -174,9 +174,12 @@ class Daemon:
 
     def _plugin_error(self, report: dict[str, Any]) -> None:
         if self._services is None:
-            self._pending_errors.append(report)
-        else:
+            self._pending_errors.append(report)  # published once the bus is up
+            return
+        try:
             self._services.start_soon(self._publish_plugin_error, report)
+        except RuntimeError:
+            pass  # stopping: the services nursery is closed; the error is logged and recorded
 
     async def _publish_plugin_error(self, report: dict[str, Any]) -> None:
         if self.bus is not None and self.state != "stopped":

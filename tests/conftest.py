@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -12,11 +14,32 @@ from godeld.plugins import PluginHost
 from tests.helpers import AsyncRpc, Godeld, cleanup_home, short_tmpdir
 
 
+def processes_using(home: Path) -> list[int]:
+    """Pids of processes whose command line names `home` (a leaked godeld, for instance)."""
+    needle = os.fsencode(str(home))
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if needle in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
 @pytest.fixture
 def home() -> Iterable[Path]:
     path = short_tmpdir()
     yield path
+    leaked = processes_using(path)
+    for pid in leaked:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     cleanup_home(path)
+    assert not leaked, f"processes left running on {path}: {leaked}"
 
 
 def make_config(home: Path, overrides: dict[str, str] | None = None):

@@ -148,8 +148,8 @@ def test_stop_signal_finishes_in_flight_requests_then_exits_0(godeld, home, sign
     assert reply == {"jsonrpc": "2.0", "id": 1, "result": {"slept": 1.0}}
     assert proc.wait() == 0
     # the event log records why it stopped
-    stopped = Godeld(home).start()
-    events = stopped.call("events.list", {"pattern": "daemon:stop"})["events"]
+    restarted = godeld().start()
+    events = restarted.call("events.list", {"pattern": "daemon:stop"})["events"]
     assert events[-1]["data"] == {"reason": signal.Signals(signum).name}
 
 

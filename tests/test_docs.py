@@ -60,3 +60,23 @@ def test_readme_has_the_two_commands_and_ci_runs_the_test_one():
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _command_paths(group, prefix):
+    import click
+
+    for name, command in group.commands.items():
+        path = f"{prefix} {name}"
+        yield path
+        if isinstance(command, click.Group):
+            yield from _command_paths(command, path)
+
+
+def test_every_command_is_documented():
+    from godelctl.cli import cli as godelctl_cli
+    from godeld.cli import cli as godeld_cli
+
+    documented = set(re.findall(r"^### (.+?)\s*$", (ROOT / "docs" / "cli.md").read_text(), flags=re.M))
+    commands = set(_command_paths(godelctl_cli, "godelctl")) | set(_command_paths(godeld_cli, "godeld"))
+    assert sorted(commands - documented) == [], "commands missing from docs/cli.md"
+    assert sorted(documented - commands) == [], "docs/cli.md documents commands that do not exist"
