@@ -281,6 +281,7 @@ class Connection:
                 try:
                     await self._read_loop()
                 except ConnectionGone:
+                    nursery.cancel_scope.cancel()  # nobody to answer: end requests and subscriptions
                     return
                 # EOF: let in-flight requests answer, then end subscriptions and the connection.
                 for _, scope in self.subscriptions.values():

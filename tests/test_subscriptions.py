@@ -125,3 +125,20 @@ async def test_once_and_type_lists(daemon, rpc):
     status = await rpc.result("daemon.status")  # a barrier: anything else would have arrived first
     assert not rpc.notifications
     assert status["subscribers"] == 0
+
+
+async def test_a_reset_connection_ends_its_subscriptions_at_once(daemon):
+    import socket as stdlib_socket
+
+    sock = stdlib_socket.socket(stdlib_socket.AF_UNIX)
+    sock.connect(str(daemon.socket_path))
+    sock.setblocking(False)
+    sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"events.subscribe","params":{"pattern":"never:*"}}\n')
+    with trio.fail_after(10):
+        while daemon.bus.subscriber_count == 0:
+            await trio.sleep(0)
+        # Unread data in our receive queue makes close() reset the connection (ECONNRESET).
+        await trio.lowlevel.wait_readable(sock)
+        sock.close()
+        while daemon.bus.subscriber_count or daemon.rpc.connections:
+            await trio.sleep(0.01)
