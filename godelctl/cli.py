@@ -50,18 +50,22 @@ class GodelCtl(click.Group):
     def get_command(self, ctx, name):
         command = super().get_command(ctx, name)
         if command is None and not self._plugins_loaded:
-            self._load_plugin_commands()
+            self._load_plugin_commands(ctx)
             command = super().get_command(ctx, name)
         return command
 
     def list_commands(self, ctx):
         if not self._plugins_loaded:
-            self._load_plugin_commands()
+            self._load_plugin_commands(ctx)
         return super().list_commands(ctx)
 
-    def _load_plugin_commands(self) -> None:
+    def _load_plugin_commands(self, ctx) -> None:
         self._plugins_loaded = True
-        for name, load in _plugin_command_sources():
+        # Resolved from the parsed --home: plugin commands are looked up before cli() runs.
+        home = ctx.params.get("home")
+        home = home.expanduser().absolute() if home else protocol.default_home()
+        for name, load in _plugin_command_sources(home):
+            before = dict(self.commands)
             try:
                 module = load()
                 hook = getattr(module, "register_commands", None)
@@ -69,6 +73,10 @@ class GodelCtl(click.Group):
                     hook(cli=self)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break godelctl
                 click.echo(f"godelctl: plugin {name} failed to add its commands: {type(exc).__name__}: {exc}", err=True)
+            for command_name, command in before.items():
+                if self.commands.get(command_name) is not command:
+                    self.commands[command_name] = command
+                    click.echo(f"godelctl: plugin {name} may not replace the command {command_name!r}; ignored", err=True)
 
     def invoke(self, ctx):
         try:
@@ -86,8 +94,6 @@ class GodelCtl(click.Group):
 
                 emit_json({"error": exc.to_dict()})
             click.echo(f"godelctl: {exc.message}", err=True)
-            for problem in (exc.data or {}).get("problems", []) if isinstance(exc.data, dict) else []:
-                click.echo(f"  - {problem}", err=True)
             ctx.exit(EXIT_ERROR)
         except ClientError as exc:
             click.echo(f"godelctl: {exc}", err=True)
@@ -96,24 +102,41 @@ class GodelCtl(click.Group):
             ctx.exit(130)
 
 
-def _plugin_command_sources():
-    """(name, loader) for entry-point plugins and drop-in files: imported only when needed."""
-    from importlib.metadata import entry_points
-
-    try:
-        for ep in entry_points(group="godel"):
-            yield ep.name, ep.load
-    except Exception:  # noqa: BLE001 - unreadable metadata: no plugin commands
-        pass
+def _plugin_command_sources(home: Path):
+    """(name, loader) for entry-point plugins and drop-in files, chosen by the same settings
+    godeld uses (plugins.entry_points, .disabled, .dirs, project). Imported only when needed."""
     import importlib.util
 
-    home = protocol.default_home()
-    for directory in (home / "plugins", Path.cwd() / ".godel" / "plugins"):
+    from godeld.config import load_config
+    from godeld.errors import ConfigError
+
+    try:
+        config = load_config(home=home)
+    except ConfigError as exc:
+        click.echo(f"godelctl: {exc.message}\ngodelctl: loading plugin commands with the default settings", err=True)
+        from godeld.config import defaults
+        from godeld.config import Config
+
+        config = Config(data=defaults(), home=home)
+    disabled = set(config.get("plugins.disabled"))
+    if config.get("plugins.entry_points"):
+        from importlib.metadata import entry_points
+
+        try:
+            for ep in entry_points(group="godel"):
+                if ep.name not in disabled:
+                    yield ep.name, ep.load
+        except Exception:  # noqa: BLE001 - unreadable metadata: no plugin commands from it
+            pass
+    directories = [home / "plugins", config.project_dir / ".godel" / "plugins", *map(Path, config.get("plugins.dirs"))]
+    seen: set[str] = set()
+    for directory in dict.fromkeys(directories):
         if not directory.is_dir():
             continue
         for path in sorted(directory.glob("*.py")):
-            if path.name.startswith((".", "_")):
+            if path.name.startswith((".", "_")) or path.stem in disabled or path.stem in seen:
                 continue
+            seen.add(path.stem)
 
             def load(path=path):
                 spec = importlib.util.spec_from_file_location(f"godelctl_dropin_{path.stem}", path)

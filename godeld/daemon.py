@@ -99,6 +99,7 @@ class Daemon:
             ev = self.config.get("events")
             self.bus = EventBus(self.storage, buffer=ev["subscriber_buffer"], buffer_bytes=ev["subscriber_buffer_bytes"], replay_page=ev["replay_page"], list_max=ev["list_max_limit"])
             self.rpc = RpcServer(self, self.socket_path, listen_fd=self.listen_fd)
+            await self.rpc.bind()
             async with trio.open_nursery() as services:
                 self._services = services
                 for report in self._pending_errors:
@@ -127,6 +128,8 @@ class Daemon:
                 services.cancel_scope.cancel()
         finally:
             self.state = "stopped"
+            if self.rpc is not None:
+                self.rpc.close()
             with trio.CancelScope(shield=True):
                 await self.storage.aclose()
             self.stopped.set()

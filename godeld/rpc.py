@@ -119,7 +119,12 @@ class RpcServer:
 
     # -- listening -------------------------------------------------------------------------
 
-    async def _bind(self) -> trio.SocketListener:
+    async def bind(self) -> None:
+        """Listen on the socket (or take systemd's). Done before any nursery is opened, so a
+        failure is a plain StartupError, not one wrapped in an ExceptionGroup."""
+        self._listener = await self._make_listener()
+
+    async def _make_listener(self) -> trio.SocketListener:
         if self.listen_fd is not None:  # systemd socket activation: the socket is already bound
             sock = trio.socket.from_stdlib_socket(stdlib_socket.socket(fileno=self.listen_fd))
             return trio.SocketListener(sock)
@@ -150,8 +155,8 @@ class RpcServer:
         return trio.SocketListener(sock)
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        listener = await self._bind()
-        self._listener = listener
+        listener = self._listener
+        assert listener is not None, "bind() first"
         try:
             async with trio.open_nursery() as connections:
                 task_status.started()
@@ -197,6 +202,12 @@ class RpcServer:
         finally:
             self.connections.discard(conn)
             await trio.aclose_forcefully(stream)
+
+    def close(self) -> None:
+        """Stop listening and remove our socket file (idempotent; for a start-up that failed)."""
+        if self._listener is not None:
+            self._listener.socket.close()
+        self._remove_socket_file()
 
     def _remove_socket_file(self) -> None:
         # Only our own socket: a newer daemon may already have replaced it.

@@ -49,6 +49,7 @@ def start(settings, config_file, timeout, log_file):
     ready.bind("\0" + address)
     env = dict(os.environ, NOTIFY_SOCKET="@" + address)
     with open(log_path, "ab") as log:
+        log_start = log.tell()  # show only what this attempt wrote, not an older run's lines
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True)
     exited = os.pidfd_open(proc.pid)
     deadline = time.monotonic() + timeout
@@ -58,13 +59,22 @@ def start(settings, config_file, timeout, log_file):
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                click.echo(f"godelctl: godeld did not become ready within {timeout:g}s; see {log_path}", err=True)
+                proc.terminate()  # do not leave behind a daemon we said did not start
+                proc.wait()
+                click.echo(f"godelctl: godeld did not become ready within {timeout:g}s and was stopped; see {log_path}", err=True)
                 sys.exit(1)
             readable, _, _ = select.select([ready, exited], [], [], remaining)
             if exited in readable:
                 code = proc.wait()
+                try:  # another `daemon start` may have won the race: that is a success
+                    info = settings.call("daemon.status")
+                except DaemonNotRunning:
+                    info = None
+                if info is not None:
+                    _report(settings, info, "godeld is already running")
+                    return
                 click.echo(f"godelctl: godeld exited with status {code} before it was ready:", err=True)
-                click.echo(_tail(log_path), err=True)
+                click.echo(_tail(log_path, log_start), err=True)
                 sys.exit(1)
             if ready in readable and b"READY=1" in ready.recv(4096):
                 break
@@ -126,11 +136,11 @@ def _report(settings, info, message):
         click.echo(f"{message} (pid {info['pid']}, socket {info['socket']})")
 
 
-def _tail(path: str, lines: int = 20) -> str:
+def _tail(path: str, start: int, lines: int = 20) -> str:
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 8192))
+            fh.seek(max(start, fh.tell() - 8192))
             return "\n".join(fh.read().decode(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""

@@ -67,7 +67,8 @@ def _show_history(settings, client, since, pattern, lines, limit) -> int:
             _print(settings, event)
         shown += len(result["events"])
         cursor = result["next_since"]
-        if len(result["events"]) < page or (limit and shown >= limit):
+        # godeld may cap a page below what was asked: only the head (or the limit) ends it.
+        if not result["events"] or cursor >= result["last_seq"] or (limit and shown >= limit):
             return cursor
 
 
@@ -124,7 +125,8 @@ def wait(settings, patterns, since, timeout):
                     _print(settings, message["params"])
                     return
                 if message.get("method") == protocol.STOPPING_NOTIFICATION:
-                    break
+                    click.echo(f"godelctl: godeld is stopping; no {' or '.join(patterns)} event came", err=True)
+                    sys.exit(3)
         except socket.timeout:
             pass
     click.echo(f"godelctl: no {' or '.join(patterns)} event" + (f" within {timeout:g}s" if timeout else ""), err=True)
