@@ -23,7 +23,18 @@ from godeld.errors import GodelError, InternalError, InvalidParams, InvalidReque
 
 log = logging.getLogger("godeld.rpc")
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_encode_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_encode_ascii = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+
+
+def _wire(value: Any) -> bytes:
+    """JSON as UTF-8 bytes. A lone surrogate (legal as a \\uXXXX escape in JSON, not in UTF-8) is
+    written back escaped, so an id is still echoed exactly as it was given."""
+    text = _encode_text(value)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return _encode_ascii(value).encode()
 
 
 class _Missing:
@@ -252,18 +263,23 @@ def prepare(message: Any, methods: Any) -> Call | bytes | None:
     request_id = message.get("id")
     if has_id and not valid_id(request_id):
         return error_response(None, InvalidRequest("id must be a string, a number or null"))
+    # Only a valid Request object without an id is a notification (JSON-RPC 2.0 §4.1); an invalid
+    # one is answered with Invalid Request and id null, as the §7 examples show.
     notification = not has_id
-    if message.get("jsonrpc") != p.JSONRPC_VERSION:
-        return None if notification else error_response(request_id, InvalidRequest('"jsonrpc" must be "2.0"'))
+    problem = None
     method = message.get("method")
-    if not isinstance(method, str):
-        return None if notification else error_response(request_id, InvalidRequest('"method" must be a string'))
     params = message.get("params", MISSING)
-    if params is not MISSING and not isinstance(params, (dict, list)):
-        return None if notification else error_response(request_id, InvalidRequest('"params" must be an object or an array'))
-    if len(message) > 2 + has_id + (params is not MISSING):
+    if message.get("jsonrpc") != p.JSONRPC_VERSION:
+        problem = '"jsonrpc" must be "2.0"'
+    elif not isinstance(method, str):
+        problem = '"method" must be a string'
+    elif params is not MISSING and not isinstance(params, (dict, list)):
+        problem = '"params" must be an object or an array'
+    elif len(message) > 2 + has_id + (params is not MISSING):
         extra = sorted(str(k) for k in message if k not in _MEMBERS)
-        return None if notification else error_response(request_id, InvalidRequest(f"unknown member(s) in request: {', '.join(extra)}"))
+        problem = f"unknown member(s) in request: {', '.join(extra)}"
+    if problem is not None:
+        return error_response(request_id, InvalidRequest(problem))
     spec = methods.get(method)
     if spec is None:
         if notification:
@@ -303,7 +319,7 @@ def internal_error(call: Call, exc: BaseException) -> bytes:
 
 def result_response(call: Call, result: Any) -> bytes:
     try:
-        return _encode({"jsonrpc": "2.0", "id": call.id, "result": result}).encode()
+        return _wire({"jsonrpc": "2.0", "id": call.id, "result": result})
     except (TypeError, ValueError) as exc:
         return internal_error(call, exc)
 
@@ -311,19 +327,19 @@ def result_response(call: Call, result: Any) -> bytes:
 def error_response(request_id: Any, error: GodelError) -> bytes:
     payload = {"jsonrpc": "2.0", "id": request_id, "error": error.to_error()}
     try:
-        return _encode(payload).encode()
+        return _wire(payload)
     except (TypeError, ValueError):
         # An error whose data cannot be encoded still reaches the client, without the data.
         payload["error"] = {"code": error.code, "message": error.message}
-        return _encode(payload).encode()
+        return _wire(payload)
 
 
 def notification(method: str, params: Any) -> bytes:
-    return _encode({"jsonrpc": "2.0", "method": method, "params": params}).encode()
+    return _wire({"jsonrpc": "2.0", "method": method, "params": params})
 
 
 def encode(value: Any) -> str:
-    return _encode(value)
+    return _encode_text(value)
 
 
 def _reject_constant(name: str) -> Any:
@@ -344,3 +360,5 @@ def decode(line: bytes) -> Any:
         return _decode(text)
     except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
         raise ParseError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ParseError("JSON nested too deeply") from None

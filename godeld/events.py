@@ -34,6 +34,8 @@ PATTERN_RE = re.compile(r"[A-Za-z0-9_.:/*?-]{1,128}")
 MAX_SOURCE = 128
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
+SEQ_MAX = 2**63 - 1  # the largest seq any storage backend can hold (a signed 64-bit integer)
+
 
 class Event:
     """One entry of the event log. Treat `data` and `metadata` as read-only: subscribers share them."""
@@ -330,6 +332,8 @@ class EventBus:
         """Events matching `patterns` with seq > `since` (default: from now), replayed then live."""
         if on_lag not in ("catch_up", "close"):
             raise InvalidParams("on_lag must be 'catch_up' or 'close'")
+        if since is not None:
+            since = min(since, SEQ_MAX)
         return Subscription(self, normalize_patterns(patterns), since, on_lag, buffer or self.buffer, self.buffer_bytes)
 
     async def once(self, patterns: str | Sequence[str] | None = None, *, since: int | None = None) -> Event:
@@ -341,6 +345,7 @@ class EventBus:
         """Matching events with seq > since in seq order (the newest `limit` of them if `tail`),
         and the log's head seq at the time of reading."""
         limit = max(1, min(limit, self.list_max))
+        since = min(since, SEQ_MAX)  # no event lies beyond it; storage integers are 64-bit
         return await self.storage.read_events(since=since, patterns=normalize_patterns(patterns), limit=limit, tail=tail)
 
     @property
