@@ -26,6 +26,8 @@ BUILTIN_COMMANDS = (
     "godelctl.commands.events",
     "godelctl.commands.daemon",
     "godelctl.commands.rpc",
+    "godelctl.commands.agents",
+    "godelctl.commands.budget",
     "godelctl.commands.completion",
 )
 

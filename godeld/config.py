@@ -70,6 +70,40 @@ SCHEMA: dict[str, Any] = {
         "reload_debounce_ms": Key("int", 200, "Quiet time after a file change before plugins are reloaded.", minimum=0),
         "config": Key("dict", {}, "Per-plugin settings: plugins.config.<plugin-name> is handed to that plugin."),
     },
+    "agents": {
+        "max_concurrent": Key("int", 32, "Agents running at once; further spawns wait in order (state pending).", minimum=1),
+        "default_provider": Key("str", "scripted", "Provider used when agents.spawn names none."),
+        "fallback": Key("list", [], "Providers tried in order when an API provider fails (a fallback chain), e.g. [openai, anthropic]."),
+        "max_turns": Key("int", 50, "Most model turns of an API agent's tool loop.", minimum=1),
+        "max_runtime_s": Key("float", 3600.0, "Longest an agent may run before agent:stuck (0: no limit).", minimum=0),
+        "idle_timeout_s": Key("float", 600.0, "Longest an agent may go without output before agent:stuck (0: no limit).", minimum=0),
+        "kill_when_stuck": Key("bool", False, "Kill an agent that is stuck, besides reporting it."),
+        "kill_grace_s": Key("float", 5.0, "Between SIGTERM and SIGKILL when an agent is killed.", minimum=0),
+        "command_timeout_s": Key("float", 600.0, "Longest one run_command tool call may take.", minimum=1),
+        "commit_on_success": Key("bool", True, "Commit uncommitted changes on the agent's branch when a run succeeds."),
+        "keep_running_on_shutdown": Key("bool", True, "Leave agents running when godeld stops; they are re-adopted at the next start."),
+    },
+    "worktrees": {
+        "dir": Key("path", None, "Where agent worktrees are made (default: $GODEL_HOME/worktrees).", nullable=True),
+        "setup_timeout_s": Key("float", 300.0, "Longest a .godel/worktree.yaml setup command may take.", minimum=1),
+        "gc_max_age_h": Key("float", 168.0, "godelctl gc removes finished agents' worktrees older than this (hours).", minimum=0),
+        "gc_quota_mb": Key("int", 0, "godelctl gc also removes the oldest finished worktrees while all together use more than this (0: no quota).", minimum=0),
+    },
+    "budget": {
+        "global_usd": Key("float", 0.0, "Spending limit for everything, all time (0: none).", minimum=0),
+        "daily_usd": Key("float", 0.0, "Spending limit per UTC day (0: none).", minimum=0),
+        "agent_usd": Key("float", 0.0, "Default limit per agent when agents.spawn gives none (0: none).", minimum=0),
+        "prices_version": Key("str", "2026-11", "Version label of the price table, stored with every ledger entry."),
+        "prices": Key("dict", {}, "USD per million tokens by model: {MODEL: {input, output, cache_read, cache_write}}; merged over the built-in table. A model matches its longest listed prefix."),
+    },
+    "safety": {
+        "denied_tools": Key("list", [], "Tools no agent may use."),
+        "ask_tools": Key("list", [], "Tools that wait for a person's approval (agents.approve / agents.deny)."),
+        "network_allow": Key("list", [], "Hosts commands may reach (*.example.com allowed); empty: any host."),
+        "protected_branches": Key("list", ["main", "master"], "Branches no agent may force-push to."),
+        "disabled_rules": Key("list", [], "Safety rules to switch off, by name."),
+    },
+    "providers": Key("dict", {}, "Settings per provider: providers.<name>.{base_url, api_key, api_key_env, model, ...}; api_key may be {\"$env\": NAME}."),
 }
 
 

@@ -71,3 +71,11 @@ class PluginError(GodelError):
 
 class StartupError(Exception):
     """The daemon cannot start; the message says why and what to do. Not an RPC error."""
+
+
+class BudgetExceeded(GodelError):
+    code = p.BUDGET_EXCEEDED
+
+
+class SafetyBlocked(GodelError):
+    code = p.SAFETY_BLOCKED

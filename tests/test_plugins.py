@@ -13,6 +13,7 @@ from sqlite_utils import Migrations
 
 from godeld import hookimpl
 from godeld.default_plugins.sqlite.backend import SqliteStorage
+from godeld.default_plugins import DEFAULT_PLUGINS
 from godeld.plugins import PluginHost
 from tests.helpers import AsyncRpc
 
@@ -452,11 +453,12 @@ def test_builtins_are_registered_like_any_plugin():
     host = PluginHost(entry_points=False)
     host.load()
     host.build_registries()
-    assert [r["name"] for r in host.list()] == [
+    assert [r["name"] for r in host.list()] == list(DEFAULT_PLUGINS)
+    assert DEFAULT_PLUGINS[:4] == (
         "godeld.default_plugins.sqlite",
         "godeld.default_plugins.daemon_rpc",
         "godeld.default_plugins.plugins_rpc",
         "godeld.default_plugins.events_rpc",
-    ]
+    )
     assert all(r["source"] == "builtin" and r["state"] == "loaded" for r in host.list())
     assert host.registries.storage.owner("sqlite") == "godeld.default_plugins.sqlite"

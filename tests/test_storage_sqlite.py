@@ -17,6 +17,8 @@ from godeld.default_plugins.sqlite.schema import core
 from godeld.errors import StorageError
 from godeld.events import make_draft
 
+CORE = ["godel-core:m001_events", "godel-core:m002_meta", "godel-core:m003_agents"]
+
 
 async def open_storage(path, migrations=(core,), **kw) -> SqliteStorage:
     store = SqliteStorage(path=path, migrations=list(migrations), **kw)
@@ -96,7 +98,7 @@ async def test_migrations_are_applied_once_and_plugin_sets_too(home):
         db["widgets"].create({"id": int, "name": str}, pk="id")
 
     store = await open_storage(home / "godel.db", migrations=(core, plugin))
-    assert store.applied_migrations == ["godel-core:m001_events", "godel-core:m002_meta", "my-plugin:m001_widgets"]
+    assert store.applied_migrations == [*CORE, "my-plugin:m001_widgets"]
     await store.aclose()
 
     # Append-only: a later version of the plugin adds a step; only that one runs.
@@ -109,8 +111,7 @@ async def test_migrations_are_applied_once_and_plugin_sets_too(home):
         assert store.applied_migrations == ["my-plugin:m002_widget_color"]
         status = store.migration_status()
         assert [(row["set"], row["name"], row["applied_at"] is not None) for row in status] == [
-            ("godel-core", "m001_events", True),
-            ("godel-core", "m002_meta", True),
+            *(("godel-core", name.split(":")[1], True) for name in CORE),
             ("my-plugin", "m001_widgets", True),
             ("my-plugin", "m002_widget_color", True),
         ]

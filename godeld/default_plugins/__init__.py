@@ -5,4 +5,7 @@ DEFAULT_PLUGINS = (
     "godeld.default_plugins.daemon_rpc",
     "godeld.default_plugins.plugins_rpc",
     "godeld.default_plugins.events_rpc",
+    "godeld.default_plugins.worktree",
+    "godeld.default_plugins.scripted",
+    "godeld.default_plugins.agents_rpc",
 )

@@ -77,6 +77,9 @@ class SqliteStorage:
         self._last_seq = 0  # trio thread: reported to the listener
         self._open = False
         self._applied: list[str] = []
+        from godeld.default_plugins.sqlite.agents_store import SqliteAgentStore
+
+        self.agents = SqliteAgentStore(self)  # godeld.agents.store.AgentStore
         self.stats = {"transactions": 0, "writes": 0, "events": 0, "largest_batch": 0, "failed_transactions": 0}
 
     # -- lifecycle -------------------------------------------------------------------------
