@@ -29,6 +29,17 @@ ctl events wait demo:done --since "$since"
 ctl events --type 'demo:*' -n 10
 ctl plugins
 ctl rpc events.list "{\"since\": $since, \"pattern\": \"demo:done\"}"
+
+# An agent: a real worker process in its own git worktree, driven offline by a script.
+repo="$GODEL_HOME/demo-repo"
+mkdir -p "$repo" && git -C "$repo" init -q -b main && echo "# demo" > "$repo/README.md"
+git -C "$repo" add -A && git -C "$repo" -c user.name=demo -c user.email=demo@localhost commit -qm "initial"
+ctl agents spawn --repo "$repo" --script examples/greeting-script.yaml --wait "add a greeting function with a test"
+agent=$("$BIN/godelctl" --json agents list | "$BIN/python" -c 'import json, sys; print(json.load(sys.stdin)["agents"][-1]["id"])')
+ctl agents diff "$agent" --stat
+ctl agents list
+ctl budget report --by model
+ctl events --type 'agent:*' -n 6
 ctl daemon stop
 wait "$follower" 2>/dev/null || true
 echo

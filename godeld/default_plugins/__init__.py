@@ -7,5 +7,6 @@ DEFAULT_PLUGINS = (
     "godeld.default_plugins.events_rpc",
     "godeld.default_plugins.worktree",
     "godeld.default_plugins.scripted",
+    "godeld.default_plugins.safety_rules",
     "godeld.default_plugins.agents_rpc",
 )

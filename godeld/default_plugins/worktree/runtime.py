@@ -81,7 +81,9 @@ class WorktreeRuntime:
                 raise InvalidParams(f"base {base or 'HEAD'!r} is not a commit in {top}", {"repo": str(top), "base": base}) from None
             if (await git(top, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False)).strip():
                 raise InvalidParams(f"branch {branch} already exists in {top}", {"branch": branch})
-            refs = await _branch_tips(str(top))
+            # Other agents' branches are left out: they never hold this agent's commits unless
+            # it moved them, and with hundreds of agents they would make every record large.
+            refs = {k: v for k, v in (await _branch_tips(str(top))).items() if not k.startswith("godel/")}
             main_head = (await git(top, "rev-parse", "HEAD", check=False)).strip()
             path.parent.mkdir(parents=True, exist_ok=True)
             await git(top, "worktree", "add", "--quiet", "-b", branch, str(path), base_commit)
@@ -155,16 +157,17 @@ class WorktreeRuntime:
             head = (await git(ws.worktree, "symbolic-ref", "--quiet", "HEAD", check=False)).strip()
             if head != f"refs/heads/{ws.branch}":
                 problems.append(f"the agent's worktree left its branch (HEAD is {head or 'detached'})")
-        tips = await _branch_tips(ws.repo)
-        for name, sha in tips.items():
-            if name == ws.branch or ws.refs_at_start.get(name) == sha:
-                continue
-            # A branch that moved or appeared: the agent's doing if its new tip is one of the
-            # agent's own commits (reachable from the agent's branch, not from base).
-            if await _is_ancestor(ws.repo, sha, ws.branch) and not await _is_ancestor(ws.repo, sha, ws.base_commit):
-                problems.append(f"branch {name} was moved to {sha[:12]}, a commit of this agent")
+        # Branches that now hold one of the agent's commits (one git call, however many branches
+        # the repository has: other agents' branches come and go meanwhile).
+        mine = (await git(ws.repo, "rev-list", "--reverse", f"{ws.base_commit}..{ws.branch}", check=False)).split()
+        if mine:
+            holders = await git(ws.repo, "for-each-ref", "--contains", mine[0], "--format=%(refname:short) %(objectname)", "refs/heads", check=False)
+            for line in holders.splitlines():
+                name, _, sha = line.partition(" ")
+                if name != ws.branch and ws.refs_at_start.get(name) != sha:
+                    problems.append(f"branch {name} was moved to {sha[:12]}, a commit of this agent")
         main_head = (await git(ws.repo, "rev-parse", "HEAD", check=False)).strip()
-        if ws.main_head_at_start and main_head != ws.main_head_at_start and await _is_ancestor(ws.repo, main_head, ws.branch) and not await _is_ancestor(ws.repo, main_head, ws.base_commit):
+        if mine and ws.main_head_at_start and main_head != ws.main_head_at_start and main_head in mine:
             problems.append(f"the main worktree's HEAD moved to {main_head[:12]}, a commit of this agent")
         return {"ok": not problems, "problems": problems}
 
