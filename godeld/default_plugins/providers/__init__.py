@@ -1,0 +1,1 @@
+"""LLM API providers, one plugin module each."""
