@@ -197,7 +197,7 @@ def test_status_table_and_json(godeld):
     assert info["version"] == "0.1.0"
     assert isinstance(info["uptime_s"], (int, float)) and info["uptime_s"] >= 0
     assert info["storage"]["backend"] == "sqlite"
-    assert info["plugins"]["loaded"] == 4
+    assert info["plugins"]["loaded"] == len(DEFAULT_PLUGINS)
     assert info["last_seq"] == 1  # daemon:start
 
 
