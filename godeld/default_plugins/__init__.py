@@ -9,5 +9,6 @@ DEFAULT_PLUGINS = (
     "godeld.default_plugins.scripted",
     "godeld.default_plugins.safety_rules",
     "godeld.default_plugins.providers.openai",
+    "godeld.default_plugins.providers.anthropic",
     "godeld.default_plugins.agents_rpc",
 )
