@@ -188,7 +188,7 @@ class Worker:
         env.update(spec.get("env") or {})
         print(f"[godel] $ {' '.join(argv)}", flush=True)
         try:
-            proc = subprocess.Popen(argv, cwd=spec["worktree"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
+            proc = subprocess.Popen(argv, cwd=spec["worktree"], env=env, stdin=subprocess.PIPE if getattr(preset, "accepts_input", False) else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=None)
         except OSError as exc:
             return self.finish("failed", error=f"cannot run {argv[0]}: {exc.strerror or exc}", exit_code=127)
 

@@ -7,8 +7,9 @@ DEFAULT_PLUGINS = (
     "godeld.default_plugins.events_rpc",
     "godeld.default_plugins.worktree",
     "godeld.default_plugins.scripted",
-    "godeld.default_plugins.safety_rules",
+    "godeld.default_plugins.safety",
     "godeld.default_plugins.providers.openai",
     "godeld.default_plugins.providers.anthropic",
+    "godeld.default_plugins.cli_agents",
     "godeld.default_plugins.agents_rpc",
 )
