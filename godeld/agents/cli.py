@@ -55,6 +55,9 @@ class CliPreset(Protocol):
     kind: Literal["cli"]
     executable: str  # the default program name, looked up on PATH (options["executable"] overrides)
     supports_resume: bool
+    # Optional: `accepts_input` (bool: stdin stays open for agents.send) and `scratch_files`
+    # (glob pathspecs of the program's own files, e.g. aider's ".aider*", left out of the
+    # end-of-run commit).
 
     def argv(self, *, task: str, model: str | None, session_id: str | None, options: dict[str, Any]) -> list[str]:
         """The full command line (argv[0] included). With `session_id`, resume that session

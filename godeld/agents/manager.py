@@ -380,7 +380,8 @@ class AgentManager:
 
                 workspace = Workspace.from_dict(ws)
                 if state == "completed" and self.cfg("commit_on_success") and Path(workspace.worktree).is_dir():
-                    await self.runtime.commit_all(workspace, f"godel agent {rec['id']}: {rec['task'].splitlines()[0][:60] if rec['task'] else ''}")
+                    scratch = getattr(self.daemon.plugins.registries.providers.get(rec["provider"]), "scratch_files", ())
+                    await self.runtime.commit_all(workspace, f"godel agent {rec['id']}: {rec['task'].splitlines()[0][:60] if rec['task'] else ''}", exclude=scratch)
                 artifacts = await self.runtime.collect(workspace)
                 (agent_dir / "diff.patch").write_text(artifacts.pop("diff"))
                 rec["artifacts"] = {"commits": artifacts["commits"], "files": artifacts["files"], "stat": artifacts["stat"], "diff_truncated": artifacts["diff_truncated"]}
@@ -508,6 +509,7 @@ class AgentManager:
             await self._transition(handle, "killed", error=reason)
             await self._publish("agent:killed", handle, {"reason": reason})
             self.agents.pop(agent_id, None)
+            handle.done.set()  # it never ran, but whoever waits on it must wake
             return self.public(handle.rec)
         if handle.kill_reason is None:
             handle.kill_reason = reason

@@ -96,6 +96,7 @@ class AiderPreset:
     default_model = ""
     supports_resume = False
     accepts_input = False  # with --message aider answers once and exits
+    scratch_files = (".aider*", ".aider*/**")  # chat history, input history, tags cache: not the agent's work
 
     def argv(self, *, task: str, model: str | None, session_id: str | None, options: dict[str, Any]) -> list[str]:
         argv = [

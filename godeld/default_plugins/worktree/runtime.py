@@ -10,7 +10,7 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import trio
 
@@ -120,12 +120,15 @@ class WorktreeRuntime:
 
     # -- after a run -------------------------------------------------------------------------
 
-    async def commit_all(self, ws: Workspace, message: str) -> str | None:
-        """Commit everything left uncommitted in the worktree on its branch; the new sha or None."""
+    async def commit_all(self, ws: Workspace, message: str, *, exclude: Sequence[str] = ()) -> str | None:
+        """Commit everything left uncommitted in the worktree on its branch; the new sha or None.
+        `exclude`: glob pathspecs of a program's scratch files (aider's .aider*) left out."""
         status = await git(ws.worktree, "status", "--porcelain")
         if not status.strip():
             return None
-        await git(ws.worktree, "add", "-A")
+        await git(ws.worktree, "add", "-A", "--", ".", *(f":(exclude,glob){p}" for p in exclude))
+        if not (await git(ws.worktree, "diff", "--cached", "--name-only")).strip():
+            return None
         await git(ws.worktree, "commit", "--quiet", "--no-verify", "-m", message)
         return (await git(ws.worktree, "rev-parse", "HEAD")).strip()
 
