@@ -28,6 +28,8 @@ BUILTIN_COMMANDS = (
     "godelctl.commands.rpc",
     "godelctl.commands.agents",
     "godelctl.commands.budget",
+    "godelctl.commands.workflow",
+    "godelctl.commands.task",
     "godelctl.commands.completion",
 )
 

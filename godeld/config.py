@@ -96,6 +96,19 @@ SCHEMA: dict[str, Any] = {
         "prices_version": Key("str", "2026-11", "Version label of the price table, stored with every ledger entry."),
         "prices": Key("dict", {}, "USD per million tokens by model: {MODEL: {input, output, cache_read, cache_write}}; merged over the built-in table. A model matches its longest listed prefix."),
     },
+    "tasks": {
+        "default_parallel": Key("int", 4, "Tasks of the 'default' group running at once (tasks.set_group overrides it; 0 pauses the group).", minimum=0),
+        "lease_s": Key("float", 30.0, "How long a claim lasts without a heartbeat; an expired lease puts the task back in the queue.", minimum=0.1),
+        "sweep_interval_s": Key("float", 1.0, "How often expired leases are looked for.", minimum=0.05),
+        "run_in_daemon": Key("bool", True, "Run queued tasks (commands and agent tasks) in godeld itself; off: only external workers claim them."),
+        "max_requeues": Key("int", 20, "A task whose lease expired this many times fails instead of going back to the queue (a crash loop guard).", minimum=1),
+        "kill_grace_s": Key("float", 5.0, "Between SIGTERM and SIGKILL when a running command task is cancelled.", minimum=0),
+        "log_tail_bytes": Key("int", 4096, "How much of a command's output its result keeps (the whole output stays in tasks/<id>.log).", minimum=0),
+    },
+    "workflows": {
+        "max_parallel_steps": Key("int", 64, "Workflow steps running at once, all runs together.", minimum=1, reload=False),
+        "max_parallel_per_run": Key("int", 16, "Steps of one run running at once, when the workflow gives no maxParallel.", minimum=1),
+    },
     "safety": {
         "denied_tools": Key("list", [], "Tools no agent may use."),
         "ask_tools": Key("list", [], "Tools that wait for a person's approval (agents.approve / agents.deny)."),

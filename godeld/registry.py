@@ -45,6 +45,9 @@ class Registry(Generic[T]):
     def items(self):
         return self._items.items()
 
+    def keys(self):
+        return self._items.keys()
+
     def names(self) -> list[str]:
         return sorted(self._items)
 

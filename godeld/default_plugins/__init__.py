@@ -12,4 +12,12 @@ DEFAULT_PLUGINS = (
     "godeld.default_plugins.providers.anthropic",
     "godeld.default_plugins.cli_agents",
     "godeld.default_plugins.agents_rpc",
+    "godeld.default_plugins.tasks_rpc",
+    "godeld.default_plugins.steps.shell",
+    "godeld.default_plugins.steps.agent",
+    "godeld.default_plugins.steps.approval",
+    "godeld.default_plugins.steps.workflow",
+    "godeld.default_plugins.steps.notify",
+    "godeld.default_plugins.steps.swarm",
+    "godeld.default_plugins.workflows_rpc",
 )

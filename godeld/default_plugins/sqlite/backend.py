@@ -80,6 +80,12 @@ class SqliteStorage:
         from godeld.default_plugins.sqlite.agents_store import SqliteAgentStore
 
         self.agents = SqliteAgentStore(self)  # godeld.agents.store.AgentStore
+        from godeld.default_plugins.sqlite.workflows_store import SqliteWorkflowStore
+
+        self.workflows = SqliteWorkflowStore(self)  # godeld.workflows.store.WorkflowStore
+        from godeld.default_plugins.sqlite.tasks_store import SqliteTaskStore
+
+        self.tasks = SqliteTaskStore(self)  # godeld.tasks.store.TaskStore
         self.stats = {"transactions": 0, "writes": 0, "events": 0, "largest_batch": 0, "failed_transactions": 0}
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -88,3 +88,81 @@ def m003_agents(db: Database) -> None:
         CREATE INDEX approvals_state ON approvals (state);
         """
     )
+
+
+@core()
+def m004_workflows(db: Database) -> None:
+    # A run and its steps, each a JSON record beside the columns that are filtered on. Every
+    # state transition rewrites one small row, so a crash never loses more than the transition
+    # in flight, and a restart finds each unfinished run with all its steps.
+    db.executescript(
+        """
+        CREATE TABLE workflow_runs (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            parent_id TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX workflow_runs_state ON workflow_runs (state);
+        CREATE TABLE workflow_steps (
+            run_id TEXT NOT NULL,
+            step_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            record TEXT NOT NULL,
+            PRIMARY KEY (run_id, step_id)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+@core()
+def m005_tasks(db: Database) -> None:
+    # The task queue (godeld/tasks). `seq` orders equal priorities by submission; `pending_deps`
+    # counts dependencies not yet completed, so a claim needs no join; `task_groups.running` is
+    # kept in the same transactions as the task states, so a claim checks a group's limit by
+    # reading one row (on PostgreSQL: UPDATE ... WHERE running < parallel).
+    db.executescript(
+        """
+        CREATE TABLE tasks (
+            id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL UNIQUE,
+            state TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            grp TEXT NOT NULL,
+            swarm TEXT,
+            pending_deps INTEGER NOT NULL,
+            attempts INTEGER NOT NULL,
+            max_attempts INTEGER NOT NULL,
+            requeues INTEGER NOT NULL,
+            lease_owner TEXT,
+            lease_expires_at INTEGER,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            started_at INTEGER,
+            finished_at INTEGER,
+            spec TEXT NOT NULL,
+            run TEXT,
+            result TEXT,
+            error TEXT
+        );
+        CREATE INDEX tasks_queued ON tasks (priority DESC, seq) WHERE state = 'queued';
+        CREATE INDEX tasks_leases ON tasks (lease_expires_at) WHERE state = 'running';
+        CREATE INDEX tasks_state ON tasks (state, seq);
+        CREATE TABLE task_deps (
+            task_id TEXT NOT NULL,
+            dep_id TEXT NOT NULL,
+            PRIMARY KEY (task_id, dep_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX task_deps_dep ON task_deps (dep_id);
+        CREATE TABLE task_groups (
+            name TEXT PRIMARY KEY,
+            parallel INTEGER,
+            running INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        );
+        """
+    )

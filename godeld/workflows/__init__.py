@@ -1,0 +1,1 @@
+"""Workflows: a durable YAML DAG engine."""
