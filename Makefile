@@ -26,6 +26,7 @@ bench: install
 	$(BIN)/python bench/rpc.py
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/workflows.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

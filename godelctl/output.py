@@ -32,6 +32,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
 
 
 def duration(seconds: float) -> str:
+    if seconds < 10:  # short things (a step, a request) deserve more than "0s"
+        return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
     seconds = int(seconds)
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)

@@ -41,6 +41,11 @@ class Storage(Protocol):
     async def append_events(self, drafts: Sequence[EventDraft]) -> list[Event]:
         """Append events, assigning strictly increasing seqs; return once they are durable."""
 
+    async def write_with_events(self, fn: Any) -> tuple[Any, list[Event]]:
+        """Run a service's write `fn` (backend-specific: a sqlite3 connection for SQLite) that
+        returns (result, drafts); the drafts are appended as events in the same transaction, so a
+        state change and its announcement are durable together. Returns (result, events)."""
+
     async def read_events(self, *, since: int = 0, patterns: tuple[str, ...] | None = None, limit: int = 100, tail: bool = False) -> tuple[list[Event], int]:
         """Events with seq > since whose type matches one of `patterns` (globs with * and ?),
         in seq order, at most `limit` (the newest ones if `tail`); and the head seq, read in the

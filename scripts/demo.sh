@@ -40,6 +40,11 @@ ctl agents diff "$agent" --stat
 ctl agents list
 ctl budget report --by model
 ctl events --type 'agent:*' -n 6
+
+# A workflow: a durable DAG of shell steps and an agent step (scripted), with live progress.
+ctl workflow validate examples/release.yaml
+ctl workflow run examples/release.yaml --repo "$repo" --var version=1.2.0 --follow
+ctl workflow list
 ctl daemon stop
 wait "$follower" 2>/dev/null || true
 echo

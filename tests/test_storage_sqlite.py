@@ -73,6 +73,33 @@ async def test_a_failing_write_rolls_back_only_itself(home):
         await store.aclose()
 
 
+async def test_a_state_change_and_its_events_commit_together_or_not_at_all(home):
+    store = await open_storage(home / "godel.db")
+    try:
+        await store.write(lambda c: c.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)"))
+        seen = []
+        store.set_commit_listener(lambda events: seen.extend(e.type for e in events))
+
+        def change(c):
+            c.execute("INSERT INTO kv VALUES ('a', 'v')")
+            return "done", [make_draft("kv:set", {"k": "a"}), make_draft("kv:also")]
+
+        def failing(c):
+            c.execute("INSERT INTO kv VALUES ('b', 'v')")
+            raise ValueError("boom")
+
+        result, events = await store.write_with_events(change)
+        assert result == "done" and [e.type for e in events] == ["kv:set", "kv:also"]
+        assert events[1].seq == events[0].seq + 1 and seen == ["kv:set", "kv:also"]
+        with pytest.raises(ValueError, match="boom"):
+            await store.write_with_events(failing)
+        assert await store.read(lambda c: c.execute("SELECT k FROM kv").fetchall()) == [("a",)]
+        listed, head = await store.read_events(since=0)
+        assert [e.type for e in listed] == ["kv:set", "kv:also"] and head == events[1].seq
+    finally:
+        await store.aclose()
+
+
 async def test_close_writes_everything_already_accepted(home):
     store = await open_storage(home / "godel.db")
     accepted = []

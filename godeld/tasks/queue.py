@@ -137,12 +137,13 @@ class TaskQueue:
 
     async def claim(self, worker: str, *, groups: list[str] | None = None, swarm: str | None = None, lease_s: float | None = None, announce: bool = True) -> dict[str, Any] | None:
         lease = self._lease_ms(lease_s)
-        rec = await self.store.claim(worker=worker, now_ms=now_ms(), lease_ms=lease, groups=groups, swarm=swarm, default_parallel=self.cfg("default_parallel"))
-        if rec is None:
-            return None
-        if announce:
-            await self.emit([("task:assigned", {"taskId": rec["id"], "worker": worker, "attempt": rec["attempts"]})])
-        return rec
+        def assigned(rec: dict[str, Any]) -> list:
+            # Durable with the claim itself: one commit per claim, and no claim without its event.
+            data = {"taskId": rec["id"], "worker": worker, "attempt": rec["attempts"]}
+            return [make_draft("task:assigned", data, source="tasks", metadata={"taskId": rec["id"]})]
+
+        return await self.store.claim(worker=worker, now_ms=now_ms(), lease_ms=lease, groups=groups, swarm=swarm,
+                                      default_parallel=self.cfg("default_parallel"), announce=assigned if announce else None)
 
     async def heartbeat(self, task_id: str, worker: str, lease_s: float | None = None) -> dict[str, Any]:
         rec = await self.store.heartbeat(task_id, worker, now_ms() + self._lease_ms(lease_s))

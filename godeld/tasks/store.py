@@ -29,10 +29,12 @@ class TaskStore(Protocol):
         """Ids of the task's dependencies that are not completed."""
     async def list(self, *, states: list[str] | None = None, group: str | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
 
-    async def claim(self, *, worker: str, now_ms: int, lease_ms: int, groups: list[str] | None, swarm: str | None, default_parallel: int) -> dict[str, Any] | None:
+    async def claim(self, *, worker: str, now_ms: int, lease_ms: int, groups: list[str] | None, swarm: str | None, default_parallel: int,
+                    announce: Any = None) -> dict[str, Any] | None:
         """Atomically take the best ready task (priority desc, seq asc) of a group below its
         limit, matching `swarm` exactly (None: only tasks of no swarm): running, leased to
-        `worker` until now+lease, attempts + 1. None if there is nothing to take."""
+        `worker` until now+lease, attempts + 1. None if there is nothing to take.
+        `announce(rec)` returns the events (EventDrafts) written in the same transaction."""
 
     async def heartbeat(self, task_id: str, worker: str, expires_ms: int) -> dict[str, Any]: ...
     async def extend_leases(self, worker: str, expires_ms: int) -> int:

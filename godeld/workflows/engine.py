@@ -177,8 +177,7 @@ class WorkflowEngine:
         try:
             if rec["state"] == "pending":
                 rec["state"], rec["started_at"] = "running", now_ms()
-                await self.store.save_run(rec)
-                await self._publish("workflow:start", run, {"name": rec["name"], "steps": len(run.steps), "variables": rec["variables"]})
+                await self.store.save_run(rec, events=[self._draft("workflow:start", run, {"name": rec["name"], "steps": len(run.steps), "variables": rec["variables"]})])
             deadline = math.inf
             if rec.get("deadline_at"):
                 deadline = trio.current_time() + max(0.0, (rec["deadline_at"] - now_ms()) / 1000)
@@ -256,13 +255,13 @@ class WorkflowEngine:
             srec["reason"] = reason
         if output is not None:
             srec["output"] = output
-        await self.store.save_step(run.id, srec)
         if state == "skipped":
-            await self._publish("workflow:step:skipped", run, {"stepId": sid, "reason": reason})
+            event = self._draft("workflow:step:skipped", run, {"stepId": sid, "reason": reason})
         elif state == "failed":
-            await self._publish("workflow:step:failed", run, {"stepId": sid, "error": error, "attempt": srec["attempts"], "will_retry": False})
-        elif state == "cancelled":
-            await self._publish("workflow:step:cancelled", run, {"stepId": sid, "reason": error})
+            event = self._draft("workflow:step:failed", run, {"stepId": sid, "error": error, "attempt": srec["attempts"], "will_retry": False})
+        else:
+            event = self._draft("workflow:step:cancelled", run, {"stepId": sid, "reason": error})
+        await self.store.save_step(run.id, srec, events=[event])
 
     # -- one step ------------------------------------------------------------------------------
     async def _run_step(self, run: Run, sid: str) -> None:
@@ -281,9 +280,10 @@ class WorkflowEngine:
                 if can_retry and counted < int(retry.get("max_attempts") or 1):
                     delay = backoff_ms(retry, counted)
                     srec.update(state="retrying", error=error, next_attempt_at=now_ms() + delay, output=output)
-                    await self.store.save_step(run.id, srec)
-                    await self._publish("workflow:step:failed", run, {"stepId": sid, "error": error, "attempt": srec["attempts"], "will_retry": True})
-                    await self._publish("workflow:step:retry", run, {"stepId": sid, "attempt": srec["attempts"] + 1, "delay_ms": delay})
+                    await self.store.save_step(run.id, srec, events=[
+                        self._draft("workflow:step:failed", run, {"stepId": sid, "error": error, "attempt": srec["attempts"], "will_retry": True}),
+                        self._draft("workflow:step:retry", run, {"stepId": sid, "attempt": srec["attempts"] + 1, "delay_ms": delay}),
+                    ])
                     continue
                 if (run.definition.get("on_failure") or "stop") == "stop":
                     run.halted = True  # before any checkpoint: a step waiting for this slot must not start
@@ -338,8 +338,7 @@ class WorkflowEngine:
         except expr.ExprError as exc:
             await self.store.save_step(run.id, srec)
             return f"{exc}", None, False
-        await self.store.save_step(run.id, srec)
-        await self._publish("workflow:step:start", run, {"stepId": sid, "kind": step_def["kind"], "attempt": srec["attempts"], "resumed": resumed})
+        await self.store.save_step(run.id, srec, events=[self._draft("workflow:step:start", run, {"stepId": sid, "kind": step_def["kind"], "attempt": srec["attempts"], "resumed": resumed})])
 
         async def save() -> None:
             await self.store.save_step(run.id, srec)
@@ -367,8 +366,8 @@ class WorkflowEngine:
             log.exception("step %s of workflow run %s raised", sid, run.id)
             return f"{type(exc).__name__}: {exc}", None, True
         srec.update(state="completed", finished_at=now_ms(), output=output if isinstance(output, dict) else {"result": output}, error=None)
-        await self.store.save_step(run.id, srec)
-        await self._publish("workflow:step:complete", run, {"stepId": sid, "output": srec["output"], "attempt": srec["attempts"], "duration_ms": int((time.monotonic() - started) * 1000)})
+        await self.store.save_step(run.id, srec, events=[self._draft("workflow:step:complete", run, {
+            "stepId": sid, "output": srec["output"], "attempt": srec["attempts"], "duration_ms": int((time.monotonic() - started) * 1000)})])
         return None
 
     # -- finishing -----------------------------------------------------------------------------
@@ -392,17 +391,23 @@ class WorkflowEngine:
                 srec.update(state="cancelled", finished_at=now_ms(), error=srec.get("error") or f"the workflow {state}")
                 await self.store.save_step(run.id, srec)
         rec.update(state=state, error=error, finished_at=now_ms())
-        await self.store.save_run(rec)
         outputs = {sid: s.get("output") for sid, s in run.steps.items() if s["state"] == "completed"}
-        await self._publish("workflow:complete", run, {
+        await self.store.save_run(rec, events=[self._draft("workflow:complete", run, {
             "status": state, "error": error, "duration_ms": rec["finished_at"] - (rec.get("started_at") or rec["created_at"]), "outputs": outputs,
-        })
+        })])
 
-    async def _publish(self, type_: str, run: Run, data: dict[str, Any]) -> None:
+    @staticmethod
+    def _draft(type_: str, run: Run, data: dict[str, Any]) -> Any:
+        """An event about the run, written in the same transaction as the state it announces."""
+        from godeld.events import make_draft
+
         meta = {"workflowId": run.id}
         if run.rec.get("parent_id"):
             meta["parentWorkflowId"] = run.rec["parent_id"]
-        await self.daemon.bus.publish(type_, {"workflowId": run.id, **data}, source="workflows", metadata=meta)
+        return make_draft(type_, {"workflowId": run.id, **data}, source="workflows", metadata=meta)
+
+    async def _publish(self, type_: str, run: Run, data: dict[str, Any]) -> None:
+        await self.daemon.bus.publish_many([self._draft(type_, run, data)])
 
     # -- control -------------------------------------------------------------------------------
     def live(self, run_id: str) -> Run:

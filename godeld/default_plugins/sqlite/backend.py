@@ -29,7 +29,7 @@ from godeld.events import Event, EventDraft
 log = logging.getLogger("godeld.storage.sqlite")
 
 T = TypeVar("T")
-_EVENTS, _CALL, _STOP = 0, 1, 2
+_EVENTS, _CALL, _STOP, _CALL_EVENTS = 0, 1, 2, 3
 _INSERT_EVENTS = "INSERT INTO events (seq, id, type, timestamp, source, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _EVENT_COLUMNS = "seq, id, type, timestamp, source, data, metadata"
 
@@ -224,6 +224,12 @@ class SqliteStorage:
         if it raises, only its own changes are rolled back). Returns once committed."""
         return await self._submit(_CALL, fn)
 
+    async def write_with_events(self, fn: Callable[[sqlite3.Connection], tuple[T, Sequence[EventDraft]]]) -> tuple[T, list[Event]]:
+        """Like `write`, for a state change and the events that announce it: `fn(connection)`
+        returns (result, drafts) and the drafts are appended in the same transaction — both are
+        durable, or neither. Returns (result, events) once committed."""
+        return await self._submit(_CALL_EVENTS, fn)
+
     async def _submit(self, kind: int, payload: Any) -> Any:
         if not self._open:
             raise StorageError("storage is closed")
@@ -277,7 +283,17 @@ class SqliteStorage:
                     if rows:  # keep order: events appended before this call are written first
                         conn.executemany(_INSERT_EVENTS, rows)
                         rows = []
-                    results.append(self._run_call(conn, op))
+                    waiter, result, error = self._run_call(conn, op)
+                    if op.kind == _CALL_EVENTS and error is None:
+                        value, drafts = result
+                        events = []
+                        for draft in drafts:
+                            rows.append((seq, draft.id, draft.type, draft.timestamp, draft.source, draft.data_json, draft.metadata_json))
+                            events.append(draft.to_event(seq))
+                            seq += 1
+                        committed.extend(events)
+                        result = (value, events)
+                    results.append((waiter, result, error))
             if rows:
                 conn.executemany(_INSERT_EVENTS, rows)
             conn.execute("COMMIT")

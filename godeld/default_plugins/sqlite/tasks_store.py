@@ -133,7 +133,9 @@ class SqliteTaskStore:
         return await self._b.read(read)
 
     # -- leases ------------------------------------------------------------------------------
-    async def claim(self, *, worker: str, now_ms: int, lease_ms: int, groups: list[str] | None, swarm: str | None, default_parallel: int) -> dict[str, Any] | None:
+    async def claim(self, *, worker: str, now_ms: int, lease_ms: int, groups: list[str] | None, swarm: str | None, default_parallel: int,
+                    announce: Any = None) -> dict[str, Any] | None:
+        """`announce(rec) -> [EventDraft]`: events written in the claim's own transaction."""
         def write(conn: sqlite3.Connection) -> dict[str, Any] | None:
             # 1. Groups with a free slot (PostgreSQL: the same SELECT; the slot is taken in step 3).
             rows = conn.execute("SELECT name FROM task_groups WHERE running < COALESCE(parallel, ?)", (default_parallel,)).fetchall()
@@ -160,7 +162,15 @@ class SqliteTaskStore:
             conn.execute("UPDATE task_groups SET running = running + 1 WHERE name = ?", (grp,))
             return _get(conn, task_id)
 
-        return await self._b.write(write)
+        if announce is None:
+            return await self._b.write(write)
+
+        def write_and_announce(conn: sqlite3.Connection):
+            rec = write(conn)
+            return rec, (announce(rec) if rec is not None else [])
+
+        rec, _events = await self._b.write_with_events(write_and_announce)
+        return rec
 
     async def heartbeat(self, task_id: str, worker: str, expires_ms: int) -> dict[str, Any]:
         def write(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import Any
+from typing import Any, Sequence
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
@@ -18,7 +18,8 @@ class SqliteWorkflowStore:
     def __init__(self, backend: Any):
         self._b = backend
 
-    async def save_run(self, run: dict[str, Any], steps: list[dict[str, Any]] | None = None) -> None:
+    async def save_run(self, run: dict[str, Any], steps: list[dict[str, Any]] | None = None, *, events: Sequence[Any] = ()) -> None:
+        """Write the run (and steps, if given); `events` are appended in the same transaction."""
         row = (run["id"], run["name"], run["state"], run.get("parent_id"), run["created_at"], _now_ms(), _dumps(run))
         step_rows = [(run["id"], s["id"], s["state"], s["attempts"], _dumps(s)) for s in steps or ()]
 
@@ -29,15 +30,28 @@ class SqliteWorkflowStore:
             if step_rows:
                 conn.executemany("INSERT OR REPLACE INTO workflow_steps (run_id, step_id, state, attempts, record) VALUES (?, ?, ?, ?, ?)", step_rows)
 
-        await self._b.write(write)
+        await self._commit(write, events)
 
-    async def save_step(self, run_id: str, step: dict[str, Any]) -> None:
+    async def save_step(self, run_id: str, step: dict[str, Any], *, events: Sequence[Any] = ()) -> None:
+        """Write one step; `events` are appended in the same transaction."""
         row = (run_id, step["id"], step["state"], step["attempts"], _dumps(step))
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO workflow_steps (run_id, step_id, state, attempts, record) VALUES (?, ?, ?, ?, ?)", row)
 
-        await self._b.write(write)
+        await self._commit(write, events)
+
+    async def _commit(self, write: Any, events: Sequence[Any]) -> None:
+        if not events:
+            await self._b.write(write)
+            return
+        drafts = list(events)
+
+        def write_and_announce(conn: sqlite3.Connection):
+            write(conn)
+            return None, drafts
+
+        await self._b.write_with_events(write_and_announce)
 
     async def get_run(self, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         def read(conn: sqlite3.Connection):
