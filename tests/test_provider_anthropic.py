@@ -103,7 +103,7 @@ def test_errors_are_classified_without_the_key(status, retryable):
     body = json.dumps({"type": "error", "error": {"type": "x_error", "message": f"problem {status}"}}).encode()
     with FakeAnthropic([(status, body)]) as server:
         with pytest.raises(ProviderError) as info:
-            AnthropicProvider().open(model="m", options={"base_url": server.url, "api_key": KEY}).complete([{"role": "user", "content": "u"}], [])
+            AnthropicProvider().open(model="m", options={"base_url": server.url, "api_key": KEY, "max_retries": 0}).complete([{"role": "user", "content": "u"}], [])
     assert info.value.retryable is retryable and f"problem {status}" in str(info.value) and KEY not in str(info.value)
 
 
@@ -111,7 +111,7 @@ def test_an_error_event_mid_stream_is_retryable():
     body = sse([{"type": "message_start", "message": {"model": "m", "usage": {"input_tokens": 1}}}, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}])
     with FakeAnthropic([(200, body)]) as server:
         with pytest.raises(ProviderError, match="Overloaded") as info:
-            AnthropicProvider().open(model="m", options={"base_url": server.url}).complete([{"role": "user", "content": "u"}], [])
+            AnthropicProvider().open(model="m", options={"base_url": server.url, "max_retries": 0}).complete([{"role": "user", "content": "u"}], [])
     assert info.value.retryable
 
 

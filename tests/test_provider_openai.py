@@ -51,7 +51,7 @@ def test_conversation_with_tool_results_is_sent_in_openai_form():
 @pytest.mark.parametrize("status,retryable", [(401, False), (400, False), (429, True), (500, True), (529, True)])
 def test_http_errors_are_classified_and_never_show_the_key(status, retryable):
     with FakeOpenAI([{"status": status, "message": f"went wrong {status}"}]) as server:
-        session = OpenAIProvider().open(model="m", options={"base_url": server.url, "api_key": KEY})
+        session = OpenAIProvider().open(model="m", options={"base_url": server.url, "api_key": KEY, "max_retries": 0})
         with pytest.raises(ProviderError) as info:
             session.complete([{"role": "user", "content": "u"}], [])
     assert info.value.retryable is retryable and info.value.status == status
@@ -59,7 +59,7 @@ def test_http_errors_are_classified_and_never_show_the_key(status, retryable):
 
 
 def test_unreachable_server_is_retryable_and_missing_key_is_clear(monkeypatch):
-    session = OpenAIProvider().open(model="m", options={"base_url": "http://127.0.0.1:9/v1", "api_key": KEY})
+    session = OpenAIProvider().open(model="m", options={"base_url": "http://127.0.0.1:9/v1", "api_key": KEY, "max_retries": 0})
     with pytest.raises(ProviderError) as info:
         session.complete([{"role": "user", "content": "u"}], [])
     assert info.value.retryable and KEY not in str(info.value)

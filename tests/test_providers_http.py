@@ -147,6 +147,7 @@ def open_session():
     opened = []
 
     def open_(provider, model="test-model", **options):
+        options.setdefault("max_retries", 0)  # one request per answer the test scripts, unless it says
         session = provider.open(model=model, options=options)
         opened.append(session)
         return session
@@ -364,7 +365,7 @@ def test_openai_http_errors_are_classified(openai_server, open_session, status, 
     assert (err.retryable, err.status) == (retryable, status)
     assert str(err).startswith(f"openai: HTTP {status}") and f"the API says no ({status})" in str(err)
     assert KEY not in str(err) and KEY not in repr(err)
-    assert len(openai_server.requests) == 1  # no retries unless max_retries asks for them
+    assert len(openai_server.requests) == 1  # max_retries 0: no retries
 
 
 def test_openai_unauthorized_shows_the_api_message(openai_server, open_session):
@@ -411,6 +412,19 @@ def test_openai_retries_with_retry_after_until_it_succeeds(openai_server, open_s
                          Answer(body=oa_text_stream("finally")))
     turn = open_session(OpenAIProvider(), base_url=openai_server.url, max_retries=2).complete(USER, [])
     assert turn.text == "finally" and len(openai_server.requests) == 3
+
+
+def test_by_default_a_transient_failure_is_retried_twice(openai_server):
+    openai_server.answer(json_answer(429, {"error": {"message": "Rate limit reached"}}, headers={"retry-after": "0"}),
+                         json_answer(503, {"error": {"message": "busy"}}, headers={"retry-after": "0"}),
+                         json_answer(503, {"error": {"message": "still busy"}}, headers={"retry-after": "0"}))
+    session = OpenAIProvider().open(model="m", options={"base_url": openai_server.url})
+    try:
+        with pytest.raises(ProviderError, match="still busy"):
+            session.complete(USER, [])
+    finally:
+        session.close()
+    assert len(openai_server.requests) == 3  # the first try and two retries
 
 
 def test_openai_does_not_retry_once_text_was_streamed(openai_server, open_session):

@@ -190,6 +190,13 @@ class WorkflowEngine:
             if scope.cancelled_caught and run.cancel_reason is None:
                 run.timed_out = True
             await self._finish(run)
+        except Exception as exc:  # noqa: BLE001 - one run's trouble (a storage error) never takes the engine down
+            log.exception("workflow run %s failed in the engine", run.id)
+            rec.update(state="failed", error=f"internal error: {type(exc).__name__}: {exc}", finished_at=now_ms())
+            try:
+                await self.store.save_run(rec, events=[self._draft("workflow:complete", run, {"status": "failed", "error": rec["error"]})])
+            except Exception:  # noqa: BLE001 - storage itself is failing: the log says why
+                log.exception("could not record the failure of workflow run %s", run.id)
         finally:
             run.done.set()
             if rec["state"] in RUN_FINAL:

@@ -43,6 +43,9 @@ class HttpProviderError(ProviderError):
 # -- options -----------------------------------------------------------------------------------
 
 
+DEFAULT_MAX_RETRIES = 2
+
+
 @dataclass(frozen=True)
 class Settings:
     name: str  # the provider's name, first word of every error message
@@ -50,7 +53,7 @@ class Settings:
     base_url: str
     api_key: str | None = field(repr=False)
     timeout_s: float = DEFAULT_TIMEOUT_S
-    max_retries: int = 0
+    max_retries: int = 2
     max_tokens: int | None = None
     temperature: float | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
@@ -75,7 +78,8 @@ def read_settings(name: str, *, model: str | None, options: dict[str, Any], defa
         base_url=base_url,
         api_key=api_key,
         timeout_s=_number(name, options, "timeout_s", DEFAULT_TIMEOUT_S, positive=True),
-        max_retries=int(_number(name, options, "max_retries", 0, integer=True)),
+        # 2, like the vendors' own SDKs: a 429 or a dropped connection is usually gone a second later
+        max_retries=int(_number(name, options, "max_retries", DEFAULT_MAX_RETRIES, integer=True)),
         max_tokens=_optional_int(name, options, "max_tokens", default_max_tokens),
         temperature=_optional_number(name, options, "temperature"),
         extra_headers=_str_dict(name, options, "extra_headers"),
