@@ -417,3 +417,23 @@ def test_godelctl_workflow_commands(godeld, home):
     assert result.returncode == 0 and "godeld is not running" in result.stderr
     result = ctl(home, "workflow", "list")
     assert result.returncode == 3 and "godeld is not running" in result.stderr
+
+
+def test_hook_register_step_kinds_in_a_workflow(godeld, home):
+    """A drop-in plugin's step kind (the example of docs/plugin-hooks.md) is validated and run."""
+    import re
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "plugin-hooks.md").read_text()
+    example = re.search(r"```python\n(import trio\n.*?)```", doc, re.S).group(1)
+    (home / "plugins").mkdir(exist_ok=True)
+    (home / "plugins" / "pause.py").write_text(example)
+    proc = godeld().start()
+    wf = {"name": "paced", "steps": [{"id": "wait", "kind": "pause", "seconds": 0.05}, {"id": "after", "dependsOn": ["wait"], "run": "echo {{steps.wait.outputs.paused}}"}]}
+    rec = wait_run(proc, run(proc, wf))
+    assert rec["state"] == "completed", rec
+    assert steps(rec)["wait"]["output"] == {"paused": 0.05} and steps(rec)["after"]["output"]["stdout"] == "0.05"
+    bad = proc.call("workflows.validate", {"definition": {"name": "x", "steps": [{"id": "w", "kind": "pause", "secnds": 1}]}})
+    assert not bad["valid"] and "did you mean 'seconds'" in bad["errors"][0]["message"]
+    rec = wait_run(proc, run(proc, {"name": "neg", "steps": [{"id": "w", "kind": "pause", "seconds": -1, "retry": {"maxAttempts": 3}}]}))
+    assert rec["state"] == "failed" and steps(rec)["w"]["attempts"] == 1 and "must not be negative" in steps(rec)["w"]["error"]
+    assert proc.stop() == 0
