@@ -38,6 +38,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def is_cancellation(exc: BaseException) -> bool:
+    """trio.Cancelled, or a group of nothing but (a kind's nursery re-raises a cancel as a group)."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_cancellation(e) for e in exc.exceptions)
+    return False
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """What must never be swallowed as a step's failure."""
+    return is_cancellation(exc) or isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
+
+
 def backoff_ms(retry: dict[str, Any], attempt: int) -> int:
     """Delay before attempt `attempt + 1`, after `attempt` failed (attempt counts from 1)."""
     base = int(retry.get("delay_ms") or 0)
@@ -62,7 +76,8 @@ class Run:
         self.step_defs = {s["id"]: s for s in self.definition["steps"]}
         self.wake = trio.Event()
         self.done = trio.Event()
-        self.scope: trio.CancelScope | None = None
+        # Made now, entered by _drive: workflows.cancel right after workflows.run still lands.
+        self.scope = trio.CancelScope()
         self.cancel_reason: str | None = None  # set by workflows.cancel: steps end as cancelled
         self.halted = False  # a step failed under onFailure stop: nothing more may start
         self.timed_out = False
@@ -93,6 +108,7 @@ class WorkflowEngine:
         self.ready = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._pending: list[Run] = []
+        self._resuming: set[str] = set()
         self.global_limiter = trio.CapacityLimiter(self.cfg("max_parallel_steps"))
 
     def cfg(self, key: str) -> Any:
@@ -150,8 +166,8 @@ class WorkflowEngine:
 
     # -- starting ------------------------------------------------------------------------------
     async def start(self, definition: dict[str, Any], *, variables: dict[str, Any], cwd: str | None, repo: str | None,
-                    parent: tuple[str, str] | None = None) -> Run:
-        run_id = ids.uuid7()
+                    parent: tuple[str, str] | None = None, run_id: str | None = None) -> Run:
+        run_id = run_id or ids.uuid7()
         merged = {**(definition.get("variables") or {}), **(variables or {})}
         created = now_ms()
         timeout = definition.get("timeout_ms")
@@ -178,11 +194,9 @@ class WorkflowEngine:
             if rec["state"] == "pending":
                 rec["state"], rec["started_at"] = "running", now_ms()
                 await self.store.save_run(rec, events=[self._draft("workflow:start", run, {"name": rec["name"], "steps": len(run.steps), "variables": rec["variables"]})])
-            deadline = math.inf
             if rec.get("deadline_at"):
-                deadline = trio.current_time() + max(0.0, (rec["deadline_at"] - now_ms()) / 1000)
-            with trio.CancelScope(deadline=deadline) as scope:
-                run.scope = scope
+                run.scope.deadline = trio.current_time() + max(0.0, (rec["deadline_at"] - now_ms()) / 1000)
+            with run.scope as scope:
                 async with trio.open_nursery() as nursery:
                     while await self._schedule(run, nursery):
                         await run.wake.wait()
@@ -190,7 +204,9 @@ class WorkflowEngine:
             if scope.cancelled_caught and run.cancel_reason is None:
                 run.timed_out = True
             await self._finish(run)
-        except Exception as exc:  # noqa: BLE001 - one run's trouble (a storage error) never takes the engine down
+        except BaseException as exc:  # one run's trouble (a storage error) never takes the engine down
+            if is_fatal(exc):
+                raise
             log.exception("workflow run %s failed in the engine", run.id)
             rec.update(state="failed", error=f"internal error: {type(exc).__name__}: {exc}", finished_at=now_ms())
             try:
@@ -226,9 +242,13 @@ class WorkflowEngine:
                 states = [run.steps[n]["state"] for n in needs]
                 if any(s not in STEP_FINAL for s in states):
                     continue
-                broken = [n for n in needs if run.steps[n]["state"] not in SATISFIED]
+                # A step skipped because something it needed failed passes that on; one skipped
+                # because its condition was false does not.
+                broken = [n for n in needs if run.steps[n]["state"] not in SATISFIED or run.steps[n].get("blocked")]
                 if broken:
-                    await self._skip(run, sid, f"needs {broken[0]}, which {run.steps[broken[0]]['state']}")
+                    srec["blocked"] = True
+                    why = "was skipped: " + run.steps[broken[0]].get("reason", "") if run.steps[broken[0]].get("blocked") else run.steps[broken[0]]["state"]
+                    await self._skip(run, sid, f"needs {broken[0]}, which {why}")
                     progressed = True
                     continue
                 step_def = run.step_defs[sid]
@@ -238,7 +258,11 @@ class WorkflowEngine:
                     try:
                         holds = expr.condition_holds(step_def["condition"], run.scope_vars())
                     except expr.ExprError as exc:
+                        if on_failure == "stop":
+                            run.halted = True
                         await self._step_final(run, sid, "failed", error=f"condition: {exc}")
+                        if on_failure == "stop":
+                            return await self._schedule(run, nursery)  # the check above stops the run
                         progressed = True
                         continue
                     if not holds:
@@ -269,6 +293,7 @@ class WorkflowEngine:
         else:
             event = self._draft("workflow:step:cancelled", run, {"stepId": sid, "reason": error})
         await self.store.save_step(run.id, srec, events=[event])
+        run.poke()
 
     # -- one step ------------------------------------------------------------------------------
     async def _run_step(self, run: Run, sid: str) -> None:
@@ -296,12 +321,12 @@ class WorkflowEngine:
                     run.halted = True  # before any checkpoint: a step waiting for this slot must not start
                 await self._step_final(run, sid, "failed", error=error, output=output)
                 return
-        except trio.Cancelled:
+        except BaseException as exc:
             # Cancelled by workflows.cancel, by the workflow's timeout or by a failed step under
             # onFailure stop: the step ends as cancelled. Cancelled because godeld is stopping: it
             # stays as it is, to go on at the next start.
-            if not self._stopping() and srec["state"] not in STEP_FINAL:
-                reason = run.cancel_reason or "the workflow timed out"
+            if is_cancellation(exc) and not self._stopping() and srec["state"] not in STEP_FINAL:
+                reason = run.cancel_reason or ("the workflow timed out" if run.scope.cancel_called else "cancelled")
                 with trio.CancelScope(shield=True):
                     await self._step_final(run, sid, "cancelled", error=reason)
             raise
@@ -361,17 +386,17 @@ class WorkflowEngine:
         timeout = step_def.get("timeout_ms")
         started = time.monotonic()
         try:
-            with trio.fail_after(timeout / 1000 if timeout else math.inf):
+            with trio.move_on_after(timeout / 1000 if timeout else math.inf) as limit:
                 output = await kind.run(ctx)
-        except trio.TooSlowError:
-            return f"timed out after {timeout / 1000:g}s", None, True
         except StepFailed as exc:
             return str(exc), exc.output, exc.retry
-        except trio.Cancelled:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a kind's bug fails its step, not the engine
+        except BaseException as exc:  # a kind's bug fails its step, never the engine
+            if is_fatal(exc):
+                raise
             log.exception("step %s of workflow run %s raised", sid, run.id)
             return f"{type(exc).__name__}: {exc}", None, True
+        if limit.cancelled_caught:
+            return f"timed out after {timeout / 1000:g}s", None, True
         srec.update(state="completed", finished_at=now_ms(), output=output if isinstance(output, dict) else {"result": output}, error=None)
         await self.store.save_step(run.id, srec, events=[self._draft("workflow:step:complete", run, {
             "stepId": sid, "output": srec["output"], "attempt": srec["attempts"], "duration_ms": int((time.monotonic() - started) * 1000)})])
@@ -444,10 +469,7 @@ class WorkflowEngine:
         for child in list(self.runs.values()):
             if child.rec.get("parent_id") == run_id:
                 await self.cancel(child.id, f"its parent run {run_id} was cancelled")
-        if run.scope is not None:
-            run.scope.cancel()
-        else:
-            run.poke()
+        run.scope.cancel()
         with trio.move_on_after(30):
             await run.done.wait()
         return run.rec
@@ -456,8 +478,16 @@ class WorkflowEngine:
         """Run a failed or cancelled run again from where it stopped: completed steps keep their
         outputs; failed, cancelled and skipped-because-of-them steps run again with a fresh
         retry budget."""
-        if run_id in self.runs:
-            raise Conflict(f"workflow run {run_id} is still {self.runs[run_id].rec['state']}", {"state": self.runs[run_id].rec["state"]})
+        if run_id in self.runs or run_id in self._resuming:
+            state = self.runs[run_id].rec["state"] if run_id in self.runs else "running"
+            raise Conflict(f"workflow run {run_id} is still {state}", {"state": state})
+        self._resuming.add(run_id)  # before any checkpoint: a second resume is refused
+        try:
+            return await self._resume(run_id)
+        finally:
+            self._resuming.discard(run_id)
+
+    async def _resume(self, run_id: str) -> dict[str, Any]:
         found = await self.store.get_run(run_id)
         if found is None:
             raise NotFound(f"no workflow run {run_id!r}", {"id": run_id})
@@ -465,8 +495,8 @@ class WorkflowEngine:
         if rec["state"] == "completed":
             raise Conflict(f"workflow run {run_id} completed: there is nothing to resume", {"state": "completed"})
         for srec in steps:
-            if srec["state"] in ("failed", "cancelled") or srec["state"] == "skipped" and srec.get("reason", "").startswith("needs "):
-                srec.update(state="pending", error=None, finished_at=None, attempt_base=srec["attempts"] - srec.get("interrupted", 0), reason=None)
+            if srec["state"] in ("failed", "cancelled") or srec["state"] == "skipped" and srec.get("blocked"):
+                srec.update(state="pending", error=None, finished_at=None, attempt_base=srec["attempts"] - srec.get("interrupted", 0), reason=None, blocked=False)
                 srec.pop("condition_checked", None)
         rec.update(state="running", error=None, finished_at=None, cancel_requested=False)
         if rec.get("deadline_at") and rec["definition"].get("timeout_ms"):

@@ -32,6 +32,8 @@ class WorkflowKind:
         engine = step.daemon.workflows
         parent = engine.runs[step.run_id]
         child_id = step.data.get("child_run")
+        if child_id is not None and child_id not in engine.runs and await engine.store.get_run(child_id) is None:
+            child_id = None  # godeld stopped between naming the child and starting it: start it now, with that id
         if child_id is None:
             depth, rec = 1, parent.rec
             while rec.get("parent_id"):
@@ -52,9 +54,13 @@ class WorkflowKind:
                     definition = wfspec.load_file(base / source, step_kinds=kinds, variables=variables)
             except wfspec.WorkflowInvalid as exc:
                 raise StepFailed(f"sub-workflow is invalid: {exc}", retry=False) from None
-            child = await engine.start(definition, variables=variables, cwd=str(step.cwd), repo=step.repo, parent=(step.run_id, step.step_id))
-            child_id = step.data["child_run"] = child.id
+            # The child's id is persisted before the child exists, so a restart in between never
+            # starts a second child.
+            from godeld import ids
+
+            child_id = step.data.setdefault("child_run", ids.uuid7())
             await step.save()
+            await engine.start(definition, variables=variables, cwd=str(step.cwd), repo=step.repo, parent=(step.run_id, step.step_id), run_id=child_id)
             await step.publish("workflow:step:child", {"childWorkflowId": child_id, "name": definition["name"]})
         try:
             live = engine.runs.get(child_id)
