@@ -29,8 +29,10 @@ BUILTIN_COMMANDS = (
     "godelctl.commands.agents",
     "godelctl.commands.budget",
     "godelctl.commands.workflow",
+    "godelctl.commands.swarm",
     "godelctl.commands.task",
     "godelctl.commands.completion",
+    "godelctl.commands.skills",
 )
 
 

@@ -109,6 +109,16 @@ SCHEMA: dict[str, Any] = {
         "max_parallel_steps": Key("int", 64, "Workflow steps running at once, all runs together.", minimum=1, reload=False),
         "max_parallel_per_run": Key("int", 16, "Steps of one run running at once, when the workflow gives no maxParallel.", minimum=1),
     },
+    "skills": {
+        "user_dirs": Key("list", None, "User skill directories (default: $GODEL_HOME/skills and ~/.claude/skills).", nullable=True),
+        "paths": Key("list", [], "More skill directories (also $GODEL_SKILLS_PATH, colon-separated); below user, above built-in."),
+        "builtin": Key("bool", True, "Offer the skills shipped with godel (godeld/builtin_skills)."),
+        "watch": Key("bool", True, "Reload the skills when a file in a skill directory changes."),
+        "reload_debounce_ms": Key("int", 200, "Quiet time after a change before the skills are reloaded.", minimum=0),
+    },
+    "swarms": {
+        "max_agents": Key("int", 100, "Most agents one swarm may have (map-reduce: its items, plus planner and reducer).", minimum=1),
+    },
     "safety": {
         "denied_tools": Key("list", [], "Tools no agent may use."),
         "ask_tools": Key("list", [], "Tools that wait for a person's approval (agents.approve / agents.deny)."),

@@ -17,7 +17,7 @@ from godeld.default_plugins.sqlite.schema import core
 from godeld.errors import StorageError
 from godeld.events import make_draft
 
-CORE = ["godel-core:m001_events", "godel-core:m002_meta", "godel-core:m003_agents", "godel-core:m004_workflows", "godel-core:m005_tasks"]
+CORE = ["godel-core:m001_events", "godel-core:m002_meta", "godel-core:m003_agents", "godel-core:m004_workflows", "godel-core:m005_tasks", "godel-core:m006_skills", "godel-core:m007_swarms"]
 
 
 async def open_storage(path, migrations=(core,), **kw) -> SqliteStorage:

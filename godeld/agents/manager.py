@@ -339,7 +339,7 @@ class AgentManager:
             "mode": rec.get("kind", "api"), "provider": refs[0], "fallback": refs[1:], "model": rec["model"], "script": rec.get("script"),
             "tools": rec.get("tools"), "max_turns": self.cfg("max_turns"), "command_timeout_s": self.cfg("command_timeout_s"),
             "env": ws_env, "report_n": rec.get("report_n", 0), "session_id": rec.get("session_id"), "resume": bool(rec.get("resuming")),
-            "messages": rec.get("resume_messages"), "agent_index": rec.get("agent_index", 0),
+            "messages": rec.get("resume_messages"), "agent_index": rec.get("agent_index", 0), "swarm_id": rec.get("swarm_id"),
         }
 
     def _provider_ref(self, name: str) -> dict[str, Any]:
@@ -604,6 +604,41 @@ class AgentManager:
         decision = await self.safety.authorize(handle.rec, tool, args, call_id)
         self.touch(agent_id)
         return decision.to_dict()
+
+    async def worker_message(self, agent_id: str, token: str, op: str, text: str | None, to: str | None, since: int, wait_s: float) -> dict[str, Any]:
+        """The send_message / read_messages tools of an agent in a swarm: messages are
+        `swarm:message` events, so they are durable and anyone can follow them."""
+        handle = self._worker_handle(agent_id, token)
+        self.touch(agent_id)
+        swarm_id = handle.rec.get("swarm_id")
+        if not swarm_id:
+            raise Conflict(f"agent {agent_id} is not in a swarm: it has no one to message")
+        bus = self.daemon.bus
+        if op == "send":
+            if not text:
+                raise InvalidParams("send needs a text")
+            event = await bus.publish("swarm:message", {"swarmId": swarm_id, "from": agent_id, "to": to, "text": text}, source="agents",
+                                      metadata={"swarmId": swarm_id, "agentId": agent_id})
+            return {"seq": event.seq}
+
+        def mine(e: Any) -> bool:
+            d = e.data
+            return d.get("swarmId") == swarm_id and d.get("from") != agent_id and d.get("to") in (None, agent_id)
+
+        events, head = await bus.list(since=since, patterns=["swarm:message"], limit=1000)
+        found = [e for e in events if mine(e)]
+        cursor = events[-1].seq if events else max(since, 0)
+        if not found and wait_s > 0:
+            with trio.move_on_after(min(wait_s, 300)):
+                async with bus.subscribe(["swarm:message"], since=cursor) as subscription:
+                    while not found:
+                        e = await subscription.next()
+                        cursor = e.seq
+                        if mine(e):
+                            found.append(e)
+        self.touch(agent_id)
+        return {"messages": [{"seq": e.seq, "from": e.data.get("from"), "to": e.data.get("to"), "text": e.data.get("text")} for e in found],
+                "next_since": max([cursor, *(e.seq for e in found)])}
 
     # -- logs, input, removal --------------------------------------------------------------------
     async def logs(self, agent_id: str, offset: int, limit: int, wait_s: float) -> dict[str, Any]:

@@ -26,6 +26,13 @@ TOOL_SPECS = [
     ToolSpec("run_command", "Run a shell command in the repository root.", {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}),
 ]
 TOOL_NAMES = [t.name for t in TOOL_SPECS]
+# Offered to agents of a swarm; the worker runs them through godeld (they are swarm:message events).
+MESSAGE_TOOL_SPECS = [
+    ToolSpec("send_message", "Send a message to the other agents of your swarm (or to one, with `to`: its agent id).",
+             {"type": "object", "properties": {"text": {"type": "string"}, "to": {"type": "string"}}, "required": ["text"]}),
+    ToolSpec("read_messages", "Read messages sent to you or to the whole swarm since you last read; `wait_s` waits that long for one.",
+             {"type": "object", "properties": {"wait_s": {"type": "number", "default": 0}}}),
+]
 
 
 class ToolError(Exception):

@@ -26,7 +26,9 @@ from typing import Any
 
 from godeld.agents.llm import ProviderError, ToolCall, Usage
 from godeld.agents.rpcclient import DaemonGone, RemoteError, WorkerClient
-from godeld.agents.tools import TOOL_NAMES, TOOL_SPECS, ToolError, Tools
+from godeld.agents.tools import MESSAGE_TOOL_SPECS, TOOL_NAMES, TOOL_SPECS, ToolError, Tools
+
+MESSAGE_TOOLS = {t.name for t in MESSAGE_TOOL_SPECS}
 
 SYSTEM_PROMPT = (
     "You are a coding agent working in a git worktree of a repository. Use the tools to read, "
@@ -57,6 +59,7 @@ class Worker:
         self.id = self.spec["id"]
         self.client = WorkerClient(self.spec["socket"])
         self.report_n = int(self.spec.get("report_n", 0))
+        self.message_cursor = 0  # read_messages: the last swarm:message seq seen
         self.session_id = self.spec.get("session_id") or ""
         self.inputs: list[str] = []
         self._input_lock = threading.Lock()
@@ -117,7 +120,7 @@ class Worker:
         env.update(spec.get("env") or {})
         tools = Tools(spec["worktree"], env=env, command_timeout_s=float(spec.get("command_timeout_s", 600)))
         allowed = spec.get("tools")
-        offered = [t for t in TOOL_SPECS if allowed is None or t.name in allowed]
+        offered = [t for t in TOOL_SPECS + (MESSAGE_TOOL_SPECS if spec.get("swarm_id") else []) if allowed is None or t.name in allowed]
         messages: list[dict[str, Any]] = spec.get("messages") or [{"role": "system", "content": spec.get("system") or SYSTEM_PROMPT}, {"role": "user", "content": spec["task"]}]
         if not spec.get("messages"):
             self.report([{"kind": "system", "data": {"content": messages[0]["content"]}}, {"kind": "user", "data": {"content": spec["task"]}}])
@@ -165,8 +168,10 @@ class Worker:
         decision = self.authorize(call.name, call.args, call.id)
         if decision["verdict"] != "allow":
             content, is_error = f"blocked by safety rule {decision.get('rule')}: {decision.get('reason')}", True
-        elif call.name not in offered_names and call.name in TOOL_NAMES:
+        elif call.name not in offered_names and (call.name in TOOL_NAMES or call.name in MESSAGE_TOOLS):
             content, is_error = f"tool {call.name} is not available to this agent", True
+        elif call.name in MESSAGE_TOOLS:
+            content, is_error = self._message_tool(call.name, call.args)
         else:
             try:
                 content, is_error = tools.run(call.name, call.args), False
@@ -175,6 +180,20 @@ class Worker:
         print(("  ✗ " if is_error else "  ") + content[:500].replace("\n", "\n  "), flush=True)
         self.report([{"kind": "tool", "data": {"id": call.id, "name": call.name, "args": call.args, "result": content, "is_error": is_error, "decision": decision}}])
         return {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content, "is_error": is_error}
+
+    def _message_tool(self, name: str, args: dict[str, Any]) -> tuple[str, bool]:
+        try:
+            if name == "send_message":
+                self.client.call("agents.worker.message", id=self.id, token=self.spec["token"], op="send", text=str(args.get("text") or ""), to=args.get("to"))
+                return "sent", False
+            wait_s = float(args.get("wait_s") or 0)
+            result = self.client.call("agents.worker.message", id=self.id, token=self.spec["token"], op="read", since=self.message_cursor, wait_s=wait_s)
+        except RemoteError as exc:
+            return f"{name}: {exc}", True
+        self.message_cursor = result["next_since"]
+        if not result["messages"]:
+            return "no new messages", False
+        return "\n".join(f"[{m['from']}{' → you' if m.get('to') else ''}] {m['text']}" for m in result["messages"]), False
 
     # -- CLI agents ------------------------------------------------------------------------
     def run_cli(self) -> int:

@@ -20,4 +20,10 @@ DEFAULT_PLUGINS = (
     "godeld.default_plugins.steps.notify",
     "godeld.default_plugins.steps.swarm",
     "godeld.default_plugins.workflows_rpc",
+    "godeld.default_plugins.strategies.parallel",
+    "godeld.default_plugins.strategies.map_reduce",
+    "godeld.default_plugins.strategies.pipeline",
+    "godeld.default_plugins.strategies.tree",
+    "godeld.default_plugins.swarms_rpc",
+    "godeld.default_plugins.skills_rpc",
 )

@@ -37,7 +37,7 @@ def register_rpc_methods(register):
         ("agents.kill", kill), ("agents.remove", remove), ("agents.diff", diff), ("agents.artifacts", artifacts), ("agents.logs", logs),
         ("agents.send", send), ("agents.transcript", transcript), ("agents.approve", approve), ("agents.deny", deny),
         ("agents.approvals", approvals), ("agents.gc", gc),
-        ("agents.worker.report", worker_report), ("agents.worker.authorize", worker_authorize),
+        ("agents.worker.report", worker_report), ("agents.worker.authorize", worker_authorize), ("agents.worker.message", worker_message),
         ("budget.get", budget_get), ("budget.set", budget_set), ("budget.report", budget_report),
         ("safety.check", safety_check), ("safety.log", safety_log),
     ]:
@@ -184,6 +184,11 @@ async def worker_report(ctx: Context, id: str, token: str, n: int, entries: list
 async def worker_authorize(ctx: Context, id: str, token: str, tool: str, args: dict, call_id: str) -> dict[str, Any]:
     """Internal, for agent workers: the safety decision for one tool call (waits while a person decides)."""
     return await (await _manager(ctx)).worker_authorize(id, token, tool, args, call_id)
+
+
+async def worker_message(ctx: Context, id: str, token: str, op: Literal["send", "read"], text: str | None = None, to: str | None = None, since: int = 0, wait_s: float = 0.0) -> dict[str, Any]:
+    """Internal, for agent workers: the send_message / read_messages tools of an agent in a swarm."""
+    return await (await _manager(ctx)).worker_message(id, token, op, text, to, since, wait_s)
 
 
 # -- budget ------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ DEFAULT_OUTPUTS: dict[str, tuple[str, ...]] = {
     "approval": ("approved", "by", "comment"),
     "workflow": ("run_id", "outputs"),
     "notify": ("message", "delivered", "failed"),
-    "swarm": ("results", "agents", "branches", "states"),
+    "swarm": ("results", "agents", "branches", "states", "swarm_id"),
 }
 
 TOP_KEYS = ("name", "description", "version", "variables", "onFailure", "timeout", "maxParallel",
@@ -702,6 +702,17 @@ def check_notify(ctx: _Ctx, path: Path_, value: Any) -> Any:
     }
 
 
+def check_script(ctx: _Ctx, path: Path_, value: Any) -> Any:
+    """Scripted-provider steps: a list, or (for a swarm) a mapping of lists by role."""
+    if isinstance(value, dict):
+        for role, steps in value.items():
+            if not isinstance(steps, list):
+                _expect(ctx, (*path, role), "a list of script steps", steps)
+                return BAD
+        return value
+    return check_list(ctx, path, value)
+
+
 def check_swarm(ctx: _Ctx, path: Path_, value: Any) -> Any:
     if not isinstance(value, dict):
         return _expect(ctx, path, "a mapping (agents, strategy, ...)", value)
@@ -716,7 +727,7 @@ def check_swarm(ctx: _Ctx, path: Path_, value: Any) -> Any:
 
 _SPEC_CHECKS: dict[str, Checker] = {
     "run": check_run, "shell": check_str, "cwd": check_str,
-    "task": check_str, "agent": check_str, "provider": check_str, "model": check_str, "script": check_list,
+    "task": check_str, "agent": check_str, "provider": check_str, "model": check_str, "script": check_script,
     "repo": check_str, "base": check_str, "tools": check_str_list, "budget": check_mapping,
     "provider_options": check_mapping,
     "approval": check_approval, "notify": check_notify, "swarm": check_swarm,

@@ -83,6 +83,12 @@ class SqliteStorage:
         from godeld.default_plugins.sqlite.workflows_store import SqliteWorkflowStore
 
         self.workflows = SqliteWorkflowStore(self)  # godeld.workflows.store.WorkflowStore
+        from godeld.default_plugins.sqlite.skills_store import SqliteSkillStore
+
+        self.skills = SqliteSkillStore(self)  # godeld.skills.service: activations
+        from godeld.default_plugins.sqlite.swarms_store import SqliteSwarmStore
+
+        self.swarms = SqliteSwarmStore(self)
         from godeld.default_plugins.sqlite.tasks_store import SqliteTaskStore
 
         self.tasks = SqliteTaskStore(self)  # godeld.tasks.store.TaskStore

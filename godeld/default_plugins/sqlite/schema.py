@@ -166,3 +166,36 @@ def m005_tasks(db: Database) -> None:
         );
         """
     )
+
+
+@core()
+def m006_skills(db: Database) -> None:
+    # Which skills are active for which agent or swarm (scope: 'agent' | 'swarm').
+    db.executescript(
+        """
+        CREATE TABLE skill_activations (
+            scope TEXT NOT NULL,
+            target TEXT NOT NULL,
+            name TEXT NOT NULL,
+            activated_at INTEGER NOT NULL,
+            PRIMARY KEY (scope, target, name)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+@core()
+def m007_swarms(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE swarms (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX swarms_state ON swarms (state);
+        """
+    )

@@ -1,0 +1,1 @@
+"""Built-in swarm strategies, one plugin module each (registered with register_strategies)."""

@@ -1,0 +1,1 @@
+"""Swarms: many agents on one job, coordinated by a strategy plugin."""
