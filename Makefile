@@ -27,6 +27,7 @@ bench: install
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/workflows.py
+	$(BIN)/python bench/swarms.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
