@@ -395,3 +395,27 @@ def test_godelctl_agents_spawn_wait_shows_progress_and_result(godeld, repo, home
     missing = subprocess.run([sys.executable, "-m", "godelctl", "agents", "show", "nope"], capture_output=True, text=True, env=env, timeout=30)
     assert missing.returncode == 1 and "no agent with id nope" in missing.stderr and "Traceback" not in missing.stderr
     assert proc.stop() == 0
+
+
+def test_the_reasoning_trace_shows_plan_decision_and_outcome(godeld, repo, home):
+    from tests.test_godelctl import ok
+
+    proc = godeld(env={**NO_LINGER, "GODEL_SAFETY__DENIED_TOOLS": '["run_command"]'}).start()
+    script = [
+        {"say": "First I read the README."}, {"tool": "read_file", "args": {"path": "README.md"}},
+        {"say": "Then I try a command."}, {"tool": "run_command", "args": {"command": "ls"}},
+        {"say": "All done."},
+    ]
+    agent_id = spawn(proc, repo, script)["id"]
+    rec = wait_state(proc, agent_id)
+    assert rec["state"] == "completed", rec
+    steps = proc.call("agents.trace", {"id": agent_id})["steps"]
+    assert [s["plan"] for s in steps] == ["First I read the README.", "Then I try a command.", "All done."]
+    assert steps[0]["decision"]["tools"][0]["tool"] == "read_file" and steps[0]["outcomes"][0]["ok"] and "# demo" in steps[0]["outcomes"][0]["result"]
+    assert steps[1]["outcomes"][0]["ok"] is False and steps[1]["outcomes"][0]["blocked"]
+    assert steps[2]["decision"] == {"answer": True}
+    live = [e["data"] for e in events_of(proc, "agent:step", agent_id)]
+    assert [(d["step"], d["tools"], d["final"]) for d in live] == [(1, ["read_file"], False), (2, ["run_command"], False), (3, [], True)]
+    out = ok(home, "agents", "trace", agent_id).stdout
+    assert "1. plan: First I read the README." in out and "decision: final answer" in out and "blocked" in out
+    assert proc.stop() == 0

@@ -48,6 +48,11 @@ def test_a_cli_agent_runs_in_its_worktree_and_its_usage_is_metered(godeld, repo,
     assert row["input_tokens"] == rec["usage"]["input_tokens"]
     complete = events_of(proc, "agent:complete", agent_id)
     assert len(complete) == 1
+    # Its reasoning trace comes from the parsed stream: tool uses as decisions, their results as outcomes.
+    steps = proc.call("agents.trace", {"id": agent_id})["steps"]
+    calls = [t for s in steps for t in s["decision"].get("tools", [])]
+    outcomes = [o for s in steps for o in s["outcomes"]]
+    assert len(calls) == 2 and len(outcomes) == 2 and steps[-1]["decision"] == {"answer": True}, steps
     assert proc.stop() == 0
 
 

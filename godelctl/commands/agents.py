@@ -258,6 +258,34 @@ def transcript(settings, agent_id):
             click.echo(f"[{e['kind']}] {str(d.get('content', d.get('error', '')))[:1000]}")
 
 
+@agents.command("trace")
+@click.argument("agent_id")
+@click.pass_obj
+def trace(settings, agent_id):
+    """The agent's reasoning, step by step: plan, decision, outcomes."""
+    result = settings.call("agents.trace", {"id": agent_id})
+    if settings.json:
+        emit_json(result)
+        return
+    click.echo(f"{result['id']}  {result['state']}  task: {(result.get('task') or '').splitlines()[0][:100] if result.get('task') else ''}")
+    for s in result["steps"]:
+        plan = (s["plan"] or "").strip().replace("\n", " ")
+        click.echo(f"\n{s['step']}. plan: {plan[:300] or '(no text)'}")
+        tools = s["decision"].get("tools")
+        if tools:
+            for t in tools:
+                click.echo(f"   decision: {t['tool']} {json.dumps(t.get('args'), ensure_ascii=False)[:200]}")
+        else:
+            click.echo("   decision: final answer")
+        for o in s["outcomes"]:
+            if "error" in o:
+                click.echo(f"   ✗ error: {o['error'][:200]}")
+            else:
+                mark = "✓" if o["ok"] else "✗"
+                note = f" (blocked: {o['blocked']})" if o.get("blocked") else ""
+                click.echo(f"   {mark} {o.get('tool')}{note}: {str(o.get('result') or '')[:200].replace(chr(10), ' ')}")
+
+
 @agents.command("rm")
 @click.argument("agent_ids", nargs=-1, required=True)
 @click.option("--force", is_flag=True, help="Also kill a running agent and delete a branch with unmerged commits.")

@@ -588,6 +588,7 @@ class AgentManager:
             return {"duplicate": True}  # sent again after a reconnect: already stored
         if entries:
             await self.store.append_transcript(agent_id, [{"ts": e.get("ts"), "kind": e.get("kind", "note"), "data": e.get("data")} for e in entries if isinstance(e, dict)])
+            await self._announce_steps(handle, entries)
         exceeded = await self.budget.record(rec, [u for u in usage if isinstance(u, dict)]) if usage else []
         if session_id:
             rec["session_id"] = session_id
@@ -597,6 +598,17 @@ class AgentManager:
             reason = f"budget exceeded: {scope} budget{(' ' + scope_id) if scope_id else ''}"
             await self.kill_scope(scope, scope_id, reason)
         return {"stop": bool(handle.kill_reason)}
+
+    async def _announce_steps(self, handle: Handle, entries: list) -> None:
+        """`agent:step {agentId, step, plan, tools}` for each assistant message: the reasoning
+        trace, live (agents.trace gives it whole, with outcomes, from the transcript)."""
+        for entry in entries:
+            if not isinstance(entry, dict) or entry.get("kind") != "assistant":
+                continue
+            data = entry.get("data") or {}
+            handle.rec["steps"] = handle.rec.get("steps", 0) + 1
+            tools = [c.get("name") for c in data.get("tool_calls") or []]
+            await self._publish("agent:step", handle, {"step": handle.rec["steps"], "plan": (data.get("content") or "")[:2000], "tools": tools, "final": not tools and handle.rec.get("kind") == "api"})
 
     async def worker_authorize(self, agent_id: str, token: str, tool: str, args: Any, call_id: str) -> dict[str, Any]:
         handle = self._worker_handle(agent_id, token)

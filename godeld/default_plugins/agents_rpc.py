@@ -35,7 +35,7 @@ def register_rpc_methods(register):
     for name, fn in [
         ("agents.spawn", spawn), ("agents.get", get), ("agents.list", list_agents), ("agents.pause", pause), ("agents.resume", resume),
         ("agents.kill", kill), ("agents.remove", remove), ("agents.diff", diff), ("agents.artifacts", artifacts), ("agents.logs", logs),
-        ("agents.send", send), ("agents.transcript", transcript), ("agents.approve", approve), ("agents.deny", deny),
+        ("agents.send", send), ("agents.transcript", transcript), ("agents.trace", trace), ("agents.approve", approve), ("agents.deny", deny),
         ("agents.approvals", approvals), ("agents.gc", gc),
         ("agents.worker.report", worker_report), ("agents.worker.authorize", worker_authorize), ("agents.worker.message", worker_message),
         ("budget.get", budget_get), ("budget.set", budget_set), ("budget.report", budget_report),
@@ -150,6 +150,24 @@ async def transcript(ctx: Context, id: str, after: int = 0, limit: int = 1000) -
     await manager.get_record(id)
     entries = await manager.store.read_transcript(id, after=after, limit=limit)
     return {"id": id, "entries": entries, "next_after": entries[-1]["n"] if entries else after}
+
+
+async def trace(ctx: Context, id: str) -> dict[str, Any]:
+    """The reasoning trace: each step's plan (the model's text), decision (tools called, or the final
+    answer) and outcomes (tool results, safety blocks), from the transcript."""
+    from godeld.agents.trace import build_trace
+
+    manager = await _manager(ctx)
+    rec = await manager.get_record(id)
+    entries: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = await manager.store.read_transcript(id, after=after, limit=5000)
+        entries += page
+        if len(page) < 5000:
+            break
+        after = page[-1]["n"]
+    return {"id": id, "state": rec["state"], "task": rec.get("task"), "steps": build_trace(entries), "final": rec.get("final")}
 
 
 async def approve(ctx: Context, id: str, approval: str | None = None, note: str | None = None) -> dict[str, Any]:
