@@ -419,3 +419,30 @@ def test_the_reasoning_trace_shows_plan_decision_and_outcome(godeld, repo, home)
     out = ok(home, "agents", "trace", agent_id).stdout
     assert "1. plan: First I read the README." in out and "decision: final answer" in out and "blocked" in out
     assert proc.stop() == 0
+
+
+def test_skills_given_to_an_agent_shape_its_prompt_tools_and_safety(godeld, home):
+    # A project skill whose allowed-tools pre-approve run_command, which the config puts to a person.
+    repo = make_repo(home / "repo", {"README.md": "# demo\n", ".godel/skills/deployer/SKILL.md": (
+        "---\nname: deployer\ndescription: Deploy the app with the deploy script. Use when asked to deploy.\n"
+        "allowed-tools: run_command\n---\n# Deploying\n\nRun `echo deploying` and check its output.\n"),
+        ".godel/skills/deployer/references/checklist.md": "1. tests pass\n"})
+    proc = godeld(env={**NO_LINGER, "GODEL_SAFETY__ASK_TOOLS": '["run_command"]'}).start()
+    script = [{"tool": "read_skill_file", "args": {"skill": "deployer", "path": "references/checklist.md"}},
+              {"tool": "run_command", "args": {"command": "echo deploying"}}, {"say": "deployed"}]
+    agent_id = spawn(proc, repo, script, task="deploy the app", skills=["deployer"])["id"]
+    rec = wait_state(proc, agent_id)
+    assert rec["state"] == "completed" and rec["skills"] == ["deployer"], rec
+    entries = proc.call("agents.transcript", {"id": agent_id})["entries"]
+    system = entries[0]["data"]["content"]
+    assert "deployer" in system and "Run `echo deploying`" in system  # the active skill's body
+    other = proc.call("skills.get", {"name": "write-tests", "project": str(repo)})
+    last_line = [line for line in other["body"].splitlines() if line.strip()][-1]
+    assert "write-tests" in system and other["description"][:60] in system and last_line not in system  # others: name and description only
+    tools = [e["data"] for e in entries if e["kind"] == "tool"]
+    assert tools[0]["result"].startswith("1. tests pass") and not tools[0]["is_error"]
+    assert tools[1]["result"].startswith("deploying\n") and "pre-approved by skill deployer" in tools[1]["decision"]["reason"]
+    assert proc.call("agents.approvals", {})["approvals"] == []  # nobody was asked
+    with pytest.raises(RpcError, match="unknown skill 'nope'"):
+        spawn(proc, repo, [{"say": "x"}], skills=["nope"])
+    assert proc.stop() == 0

@@ -32,7 +32,7 @@ ACTIVE = ("starting", "running", "paused")
 TERMINAL = ("completed", "failed", "killed", "interrupted")
 STATES = ("pending", *ACTIVE, *TERMINAL)
 USAGE_ZERO = {"input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd": 0.0}
-PUBLIC = ("id", "state", "pid", "branch", "worktree", "exit_code", "error", "usage", "repo", "task", "provider", "model", "base", "base_commit", "created_at", "started_at", "finished_at", "final", "session_id", "stuck", "isolation", "artifacts", "swarm_id", "workflow_id", "task_id", "budget", "tools", "setup_output", "port")
+PUBLIC = ("skills", "id", "state", "pid", "branch", "worktree", "exit_code", "error", "usage", "repo", "task", "provider", "model", "base", "base_commit", "created_at", "started_at", "finished_at", "final", "session_id", "stuck", "isolation", "artifacts", "swarm_id", "workflow_id", "task_id", "budget", "tools", "setup_output", "port")
 
 
 def now_ms() -> int:
@@ -190,6 +190,8 @@ class AgentManager:
         }
         rec["worktree"] = str(self.worktrees_root / _slug(top) / agent_id)
         self.budget.check_spawn(rec)
+        if not dry_run:
+            await self._skills(rec, params.get("skills") or [])
         if dry_run:
             projection = self.budget.project(model=model, script=script, task=params["task"], max_turns=self.cfg("max_turns"))
             return {"dry_run": True, "provider": provider, "model": model, "repo": str(top), "branch": rec["branch"], "projected": projection}
@@ -207,6 +209,29 @@ class AgentManager:
         self.queue.append(agent_id)
         self._wake.set()
         return {"id": agent_id, "branch": rec["branch"], "worktree": rec["worktree"], "state": "pending"}
+
+    async def _skills(self, rec: dict[str, Any], names: list[str]) -> None:
+        """Activate the skills asked for; give the agent the skills' prompt text (every skill's
+        name and description, the bodies of the active ones) and their allowed-tools."""
+        service = getattr(self.daemon, "skills", None)
+        if service is None:
+            if names:
+                raise InvalidParams("skills were asked for, but the skills service is not loaded")
+            return
+        for name in names:
+            try:
+                await service.activate(name, rec["id"], None, rec["repo"])
+            except NotFound as exc:
+                raise InvalidParams(exc.message, exc.data) from None
+        prompt = await service.prompt(rec["id"], rec.get("swarm_id"), rec["task"], rec["repo"])
+        rec["skills"] = prompt["active"]
+        rec["skills_prompt"] = prompt["prompt"] if prompt["available"] else None
+        allowed: dict[str, str] = {}
+        for name in prompt["active"]:
+            skill = await service.skill(name, rec["repo"])
+            for tool in getattr(skill, "allowed_tools", None) or []:
+                allowed.setdefault(str(tool), name)
+        rec["skill_allowed_tools"] = allowed or None
 
     async def _check_base(self, top: Path, base: str | None) -> None:
         from godeld.agents.git import git
@@ -340,6 +365,7 @@ class AgentManager:
             "tools": rec.get("tools"), "max_turns": self.cfg("max_turns"), "command_timeout_s": self.cfg("command_timeout_s"),
             "env": ws_env, "report_n": rec.get("report_n", 0), "session_id": rec.get("session_id"), "resume": bool(rec.get("resuming")),
             "messages": rec.get("resume_messages"), "agent_index": rec.get("agent_index", 0), "swarm_id": rec.get("swarm_id"),
+            "skills_prompt": rec.get("skills_prompt"), "skills_project": rec["repo"],
         }
 
     def _provider_ref(self, name: str) -> dict[str, Any]:

@@ -63,6 +63,10 @@ class SafetyService:
         existing = self._approvals.get(approval_id)
         if existing is None:
             decision = await self.check(action, agent, publish=True)
+            if decision.verdict == "ask" and tool in (agent.get("skill_allowed_tools") or {}):
+                # An active skill's allowed-tools pre-approve the tool (as in Claude Code): no
+                # person is asked; a rule that denies still denies.
+                return Decision("allow", f"pre-approved by skill {agent['skill_allowed_tools'][tool]}", decision.rule)
             if decision.verdict != "ask":
                 return decision
             existing = {

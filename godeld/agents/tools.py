@@ -26,6 +26,9 @@ TOOL_SPECS = [
     ToolSpec("run_command", "Run a shell command in the repository root.", {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}),
 ]
 TOOL_NAMES = [t.name for t in TOOL_SPECS]
+# Offered when skills are available: a skill's files are read on demand (progressive disclosure).
+SKILL_TOOL_SPEC = ToolSpec("read_skill_file", "Read a file of a skill listed in your instructions: SKILL.md for its full text, or a file it refers to.",
+                           {"type": "object", "properties": {"skill": {"type": "string"}, "path": {"type": "string", "default": "SKILL.md"}}, "required": ["skill"]})
 # Offered to agents of a swarm; the worker runs them through godeld (they are swarm:message events).
 MESSAGE_TOOL_SPECS = [
     ToolSpec("send_message", "Send a message to the other agents of your swarm (or to one, with `to`: its agent id).",

@@ -26,7 +26,7 @@ from typing import Any
 
 from godeld.agents.llm import ProviderError, ToolCall, Usage
 from godeld.agents.rpcclient import DaemonGone, RemoteError, WorkerClient
-from godeld.agents.tools import MESSAGE_TOOL_SPECS, TOOL_NAMES, TOOL_SPECS, ToolError, Tools
+from godeld.agents.tools import MESSAGE_TOOL_SPECS, SKILL_TOOL_SPEC, TOOL_NAMES, TOOL_SPECS, ToolError, Tools
 
 MESSAGE_TOOLS = {t.name for t in MESSAGE_TOOL_SPECS}
 
@@ -120,8 +120,12 @@ class Worker:
         env.update(spec.get("env") or {})
         tools = Tools(spec["worktree"], env=env, command_timeout_s=float(spec.get("command_timeout_s", 600)))
         allowed = spec.get("tools")
-        offered = [t for t in TOOL_SPECS + (MESSAGE_TOOL_SPECS if spec.get("swarm_id") else []) if allowed is None or t.name in allowed]
-        messages: list[dict[str, Any]] = spec.get("messages") or [{"role": "system", "content": spec.get("system") or SYSTEM_PROMPT}, {"role": "user", "content": spec["task"]}]
+        extra = (MESSAGE_TOOL_SPECS if spec.get("swarm_id") else []) + ([SKILL_TOOL_SPEC] if spec.get("skills_prompt") else [])
+        offered = [t for t in TOOL_SPECS + extra if allowed is None or t.name in allowed]
+        system = spec.get("system") or SYSTEM_PROMPT
+        if spec.get("skills_prompt"):
+            system += "\n\n" + spec["skills_prompt"]
+        messages: list[dict[str, Any]] = spec.get("messages") or [{"role": "system", "content": system}, {"role": "user", "content": spec["task"]}]
         if not spec.get("messages"):
             self.report([{"kind": "system", "data": {"content": messages[0]["content"]}}, {"kind": "user", "data": {"content": spec["task"]}}])
         self.start_input_reader(self._queue_input)
@@ -168,8 +172,10 @@ class Worker:
         decision = self.authorize(call.name, call.args, call.id)
         if decision["verdict"] != "allow":
             content, is_error = f"blocked by safety rule {decision.get('rule')}: {decision.get('reason')}", True
-        elif call.name not in offered_names and (call.name in TOOL_NAMES or call.name in MESSAGE_TOOLS):
+        elif call.name not in offered_names and (call.name in TOOL_NAMES or call.name in MESSAGE_TOOLS or call.name == SKILL_TOOL_SPEC.name):
             content, is_error = f"tool {call.name} is not available to this agent", True
+        elif call.name == SKILL_TOOL_SPEC.name:
+            content, is_error = self._skill_file(call.args)
         elif call.name in MESSAGE_TOOLS:
             content, is_error = self._message_tool(call.name, call.args)
         else:
@@ -180,6 +186,14 @@ class Worker:
         print(("  ✗ " if is_error else "  ") + content[:500].replace("\n", "\n  "), flush=True)
         self.report([{"kind": "tool", "data": {"id": call.id, "name": call.name, "args": call.args, "result": content, "is_error": is_error, "decision": decision}}])
         return {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content, "is_error": is_error}
+
+    def _skill_file(self, args: dict[str, Any]) -> tuple[str, bool]:
+        """Progressive disclosure: a skill's file (SKILL.md, references/, scripts/), read on demand."""
+        try:
+            result = self.client.call("skills.read", name=str(args.get("skill") or ""), path=str(args.get("path") or "SKILL.md"), project=self.spec.get("skills_project"))
+        except RemoteError as exc:
+            return f"read_skill_file: {exc}", True
+        return str(result.get("content", result)), False
 
     def _message_tool(self, name: str, args: dict[str, Any]) -> tuple[str, bool]:
         try:
