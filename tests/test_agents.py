@@ -446,3 +446,39 @@ def test_skills_given_to_an_agent_shape_its_prompt_tools_and_safety(godeld, home
     with pytest.raises(RpcError, match="unknown skill 'nope'"):
         spawn(proc, repo, [{"say": "x"}], skills=["nope"])
     assert proc.stop() == 0
+
+
+def test_quality_gates_feed_a_retry_in_the_same_worktree(godeld, repo):
+    proc = godeld(env=NO_LINGER).start()
+    # The first run leaves a marker and no ok.txt; the retry, seeing the marker, makes ok.txt.
+    script = [{"tool": "run_command", "args": {"command": "if [ -e .tried ]; then echo fine > ok.txt; else touch .tried; fi"}},
+              {"say": '{"status": "done", "files": 1}'}]
+    gates = [{"command": "test -f ok.txt || { echo ok.txt is missing; exit 1; }"}, {"json_schema": {"type": "object", "required": ["status"]}},
+             {"regex": "done"}, {"judge": "The answer says it is done.", "script": [{"say": "PASS: it says done", "usage": {"input_tokens": 7, "output_tokens": 3}}]}]
+    agent_id = spawn(proc, repo, script, gates=gates, retries=2)["id"]
+    rec = wait_state(proc, agent_id, timeout=60)
+    deadline = time.monotonic() + 30
+    while rec["state"] not in FINAL or not any(e["data"]["passed"] for e in events_of(proc, "agent:gate", agent_id) if e["data"]["attempt"] == 2):
+        assert time.monotonic() < deadline, rec
+        time.sleep(0.05)
+        rec = proc.call("agents.get", {"id": agent_id})
+    assert rec["state"] == "completed", rec
+    gates_seen = [(e["data"]["attempt"], e["data"]["kind"], e["data"]["passed"]) for e in events_of(proc, "agent:gate", agent_id)]
+    assert gates_seen[:4] == [(1, "command", False), (1, "json_schema", True), (1, "regex", True), (1, "judge", True)]
+    assert gates_seen[4:] == [(2, "command", True), (2, "json_schema", True), (2, "regex", True), (2, "judge", True)]
+    (retry,) = events_of(proc, "agent:retry", agent_id)
+    assert "ok.txt is missing" in retry["data"]["feedback"] and retry["data"]["attempt"] == 2
+    # The retry went on in the same worktree, told what failed.
+    inputs = [e["data"] for e in proc.call("agents.transcript", {"id": agent_id})["entries"] if e["kind"] == "input"]
+    assert inputs and "ok.txt is missing" in inputs[0]["content"]
+    assert git(repo, "show", f"{rec['branch']}:ok.txt") == "fine\n"
+    # Out of retries: the agent fails, naming the gate.
+    failing = spawn(proc, repo, [{"say": "nothing"}], gates=[{"regex": "^done$"}], retries=1)["id"]
+    deadline = time.monotonic() + 60
+    while (rec := proc.call("agents.get", {"id": failing}))["state"] not in FINAL or len(events_of(proc, "agent:gate", failing)) < 2:
+        assert time.monotonic() < deadline, rec
+        time.sleep(0.05)
+    assert rec["state"] == "failed" and "quality gates failed: regex" in rec["error"]
+    with pytest.raises(RpcError, match=r"gates\[0\] must have exactly one of"):
+        spawn(proc, repo, [{"say": "x"}], gates=[{"lint": "x"}])
+    assert proc.stop() == 0

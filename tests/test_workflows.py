@@ -437,3 +437,26 @@ def test_hook_register_step_kinds_in_a_workflow(godeld, home):
     rec = wait_run(proc, run(proc, {"name": "neg", "steps": [{"id": "w", "kind": "pause", "seconds": -1, "retry": {"maxAttempts": 3}}]}))
     assert rec["state"] == "failed" and steps(rec)["w"]["attempts"] == 1 and "must not be negative" in steps(rec)["w"]["error"]
     assert proc.stop() == 0
+
+
+def test_step_quality_gates_fail_the_attempt_and_feed_the_retry(godeld, home):
+    proc = godeld().start()
+    # The first attempt prints a wrong answer; the retry sees the gate's report in $GODEL_FEEDBACK.
+    wf = {"name": "gated", "steps": [{
+        "id": "answer", "retry": {"maxAttempts": 2, "delayMs": 10},
+        "run": "if [ -n \"$GODEL_FEEDBACK\" ]; then echo '{\"answer\": 42}'; else echo 'forty-two'; fi",
+        "gates": [{"json_schema": {"type": "object", "required": ["answer"], "properties": {"answer": {"type": "integer"}}}},
+                  {"command": "true"}],
+    }]}
+    run_id = run(proc, wf)
+    rec = wait_run(proc, run_id)
+    assert rec["state"] == "completed", rec
+    step = steps(rec)["answer"]
+    assert step["attempts"] == 2 and step["output"]["stdout"] == '{"answer": 42}'
+    gates = [(e["data"]["attempt"], e["data"]["kind"], e["data"]["passed"]) for e in events_of(proc, "workflow:step:gate") if e["data"]["workflowId"] == run_id]
+    assert gates == [(1, "json_schema", False), (1, "command", True), (2, "json_schema", True), (2, "command", True)]
+    (failed,) = [e["data"] for e in events_of(proc, "workflow:step:failed") if e["data"]["workflowId"] == run_id]
+    assert "quality gates failed: json_schema" in failed["error"]
+    bad = proc.call("workflows.validate", {"definition": {"name": "x", "steps": [{"id": "a", "run": "true", "gates": [{"lint": 1}]}]}})
+    assert not bad["valid"] and bad["errors"][0]["path"] == "steps[0].gates"
+    assert proc.stop() == 0

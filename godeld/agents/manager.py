@@ -173,6 +173,12 @@ class AgentManager:
             except ValueError as exc:
                 raise InvalidParams(f"bad script: {exc}", {"field": "script"}) from None
         tools = params.get("tools")
+        from godeld.quality.gates import check_gates
+
+        try:
+            gates = check_gates(params.get("gates"))
+        except ValueError as exc:
+            raise InvalidParams(str(exc), {"field": "gates"}) from None
         budget = params.get("budget") or {}
         unknown = set(budget) - {"max_tokens", "max_cost_usd"}
         if unknown:
@@ -186,6 +192,7 @@ class AgentManager:
             "script": script, "budget": budget or None, "tools": tools, "base": params.get("base"), "setup": params.get("setup"),
             "env": params.get("env") or {}, "branch": params.get("branch") or f"godel/{agent_id}",
             "swarm_id": params.get("swarm_id"), "workflow_id": params.get("workflow_id"), "task_id": params.get("task_id"),
+            "gates": gates or None, "retries": int(params.get("retries") or 0), "retry_model": params.get("retry_model"), "gate_attempts": 0,
             "token": secrets.token_hex(16), "report_n": 0, "usage": dict(USAGE_ZERO), "pid": None, "exit_code": None, "error": None,
         }
         rec["worktree"] = str(self.worktrees_root / _slug(top) / agent_id)
@@ -415,6 +422,13 @@ class AgentManager:
             except Exception as exc:  # noqa: BLE001 - the run's state still gets recorded
                 log.warning("agent %s: collecting artifacts failed: %s", rec["id"], exc)
                 rec["artifacts_error"] = str(exc)
+        if state == "completed" and rec.get("gates") and not handle.kill_reason:
+            passed, results = await self._run_gates(handle)
+            if not passed:
+                if rec["gate_attempts"] < rec["retries"]:
+                    await self._retry_after_gates(rec, results)
+                    return
+                state, error = "failed", "quality gates failed: " + ", ".join(r["name"] for r in results if not r["passed"])
         rec["finished_at"] = now_ms()
         await self._transition(handle, state, error=error)
         duration = (rec["finished_at"] - (rec.get("started_at") or rec["finished_at"])) / 1000
@@ -427,6 +441,58 @@ class AgentManager:
             await self._publish("agent:killed", handle, {"reason": error, "duration": duration, "cost": cost})
         else:
             await self._publish("agent:error", handle, {"error": error, "exit_code": rec["exit_code"]})
+
+    async def _run_gates(self, handle: Handle) -> tuple[bool, list[dict[str, Any]]]:
+        """Run the agent's quality gates in its worktree; publish agent:gate for each."""
+        from godeld.quality.gates import run_gate
+
+        rec = handle.rec
+        results = []
+        for gate in rec["gates"]:
+            result = await run_gate(gate, cwd=rec["worktree"], answer=rec.get("final") or "", task=rec["task"], daemon=self.daemon, env=rec.get("env"))
+            if result.get("usage"):
+                exceeded = await self.budget.record(rec, [{**result["usage"], "duration_ms": 0}])
+                for scope, scope_id in exceeded:
+                    await self.kill_scope(scope, scope_id, f"budget exceeded: {scope} budget")
+            results.append(result)
+            await self._publish("agent:gate", handle, {"gate": result["name"], "kind": result["kind"], "passed": result["passed"], "output": result["output"][:4000], "attempt": rec["gate_attempts"] + 1})
+        rec["gate_results"] = [{k: r[k] for k in ("name", "kind", "passed", "output")} for r in results]
+        return all(r["passed"] for r in results), results
+
+    async def _retry_after_gates(self, rec: dict[str, Any], results: list[dict[str, Any]]) -> None:
+        """Agent-aware retry: the agent goes on in its worktree, told what the gates found (an API
+        agent keeps its conversation; a CLI agent resumes its session, or starts again with the
+        report in its task), with `retry_model` if one was given."""
+        from godeld.quality.gates import feedback
+
+        report = feedback(results)
+        rec["gate_attempts"] += 1
+        if rec.get("retry_model"):
+            rec["model"] = rec["retry_model"]
+        if rec.get("kind") == "api":
+            messages = await self._messages_from_transcript(rec["id"]) or []
+            rec["resume_messages"] = [*messages, {"role": "user", "content": report}]
+            await self.store.append_transcript(rec["id"], [{"ts": now_ms(), "kind": "input", "data": {"content": report, "from": "quality gates"}}])
+        else:
+            rec["task"] = f"{rec['task']}\n\n{report}"
+        rec["resuming"] = True
+        rec["error"] = None
+        handle = self.agents[rec["id"]] = Handle(rec)
+        await self._transition(handle, "pending")
+        await self._publish("agent:retry", handle, {"attempt": rec["gate_attempts"] + 1, "feedback": report[:4000], "model": rec["model"]})
+        self.queue.append(rec["id"])
+        self._wake.set()
+
+    async def wait_final(self, agent_id: str) -> dict[str, Any]:
+        """Wait until the agent has ended for good (a retry after failed quality gates is not an
+        end); its record."""
+        while True:
+            handle = self.agents.get(agent_id)
+            if handle is None:
+                return await self.get_record(agent_id)
+            await handle.done.wait()
+            if handle.rec["state"] in TERMINAL:
+                return handle.rec
 
     async def _fail(self, handle: Handle, error: str, *, output: str | None = None) -> None:
         rec = handle.rec

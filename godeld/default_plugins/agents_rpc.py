@@ -57,6 +57,7 @@ async def spawn(
     script: list | None = None, budget: dict | None = None, tools: list[str] | None = None, base: str | None = None, branch: str | None = None,
     setup: str | list[str] | None = None, env: dict[str, str] | None = None, skills: list[str] | None = None, dry_run: bool = False,
     swarm_id: str | None = None, workflow_id: str | None = None, task_id: str | None = None,
+    gates: list | None = None, retries: int = 0, retry_model: str | None = None,
 ) -> dict[str, Any]:
     """Start an agent on `task` in a new worktree of `repo`: {id, branch, worktree} (dry_run: a projected cost)."""
     if not task.strip():

@@ -84,6 +84,7 @@ class SwarmRun:
             handle = self.handles.get(agent_id)
             if handle is not None:
                 await handle.done.wait()
+            await manager.wait_final(agent_id)  # a retry after failed quality gates is not the end
         return [await manager.get_record(a) for a in agent_ids]
 
 

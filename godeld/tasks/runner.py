@@ -191,7 +191,7 @@ class Runner:
         await self.queue.emit([("task:assigned", {"taskId": task_id, "worker": self.worker, "agentId": agent_id, "attempt": rec["attempts"]})])
         if handle is not None:
             await handle.done.wait()
-        agent = await manager.get_record(agent_id)
+        agent = await manager.wait_final(agent_id)  # a retry after failed quality gates is not the end
         state = agent["state"]
         result = {"agent_id": agent_id, "state": state, "final": agent.get("final"), "branch": agent.get("branch"), "exit_code": agent.get("exit_code")}
         await self._report(task_id, slot, state == "completed", result, agent.get("error") or f"agent {agent_id} {state}")

@@ -13,6 +13,7 @@ States — run: pending → running → completed | failed | cancelled; step: pe
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -382,6 +383,7 @@ class WorkflowEngine:
             daemon=self.daemon, run_id=run.id, workflow_name=run.rec["name"], step_id=sid, kind=step_def["kind"], attempt=srec["attempts"],
             spec=spec, outputs_declared=list(step_def.get("outputs") or []), env=env, cwd=Path(run.rec["cwd"]), repo=run.rec.get("repo"),
             variables=run.rec["variables"], data=srec.setdefault("data", {}), resumed=resumed, _save=save, _publish=publish,
+            feedback=srec.get("feedback"),
         )
         timeout = step_def.get("timeout_ms")
         started = time.monotonic()
@@ -397,10 +399,37 @@ class WorkflowEngine:
             return f"{type(exc).__name__}: {exc}", None, True
         if limit.cancelled_caught:
             return f"timed out after {timeout / 1000:g}s", None, True
+        if step_def.get("gates"):
+            failed = await self._gates(run, sid, step_def["gates"], output if isinstance(output, dict) else {"result": output}, ctx)
+            if failed is not None:
+                return failed
         srec.update(state="completed", finished_at=now_ms(), output=output if isinstance(output, dict) else {"result": output}, error=None)
         await self.store.save_step(run.id, srec, events=[self._draft("workflow:step:complete", run, {
             "stepId": sid, "output": srec["output"], "attempt": srec["attempts"], "duration_ms": int((time.monotonic() - started) * 1000)})])
         return None
+
+    async def _gates(self, run: Run, sid: str, gates: list[dict[str, Any]], output: dict[str, Any], ctx: StepRun) -> tuple[str, Any, bool] | None:
+        """Run the step's quality gates on its outputs (commands in the agent's worktree, or the
+        step's directory); a failure fails the attempt, and its report is the next attempt's
+        `feedback` (an agent step's task carries it; a shell step gets $GODEL_FEEDBACK)."""
+        from godeld.quality.gates import feedback, run_gate
+
+        answer = output.get("result") if isinstance(output.get("result"), str) else output.get("stdout")
+        if not isinstance(answer, str):
+            answer = json.dumps(output, ensure_ascii=False, default=str)
+        cwd = output.get("worktree") or str(ctx.cwd)
+        results = []
+        for gate in gates:
+            result = await run_gate(gate, cwd=cwd, answer=answer, task=str(ctx.spec.get("task") or ctx.spec.get("run") or ""), daemon=self.daemon, env=ctx.env)
+            results.append(result)
+            await self._publish("workflow:step:gate", run, {"stepId": sid, "gate": result["name"], "kind": result["kind"], "passed": result["passed"], "output": result["output"][:4000], "attempt": ctx.attempt})
+        if all(r["passed"] for r in results):
+            run.steps[sid].pop("feedback", None)
+            return None
+        report = feedback(results)
+        run.steps[sid]["feedback"] = report
+        names = ", ".join(r["name"] for r in results if not r["passed"])
+        return f"quality gates failed: {names}", {**output, "gates": [{k: r[k] for k in ("name", "passed", "output")} for r in results]}, True
 
     # -- finishing -----------------------------------------------------------------------------
     async def _finish(self, run: Run) -> None:

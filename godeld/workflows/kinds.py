@@ -60,6 +60,7 @@ class StepRun:
     variables: dict[str, Any]
     data: dict[str, Any] = field(default_factory=dict)
     resumed: bool = False  # a resumable step re-entered after a restart
+    feedback: str | None = None  # what the quality gates said about the previous attempt
     _save: Callable[[], Awaitable[None]] | None = None
     _publish: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
 

@@ -31,7 +31,7 @@ STEP_KINDS_BUILTIN = ("agent", "shell", "approval", "workflow", "notify", "swarm
 
 DEFAULT_OUTPUTS: dict[str, tuple[str, ...]] = {
     "shell": ("stdout", "stderr", "exit_code"),
-    "agent": ("result", "agent_id", "branch", "files"),
+    "agent": ("result", "agent_id", "branch", "files", "worktree"),
     "approval": ("approved", "by", "comment"),
     "workflow": ("run_id", "outputs"),
     "notify": ("message", "delivered", "failed"),
@@ -41,7 +41,7 @@ DEFAULT_OUTPUTS: dict[str, tuple[str, ...]] = {
 TOP_KEYS = ("name", "description", "version", "variables", "onFailure", "timeout", "maxParallel",
             "repo", "provider", "model", "env", "metadata", "steps")
 COMMON_STEP_KEYS = ("id", "name", "description", "kind", "dependsOn", "next", "condition", "parallel",
-                    "retry", "timeout", "outputs", "env")
+                    "retry", "timeout", "outputs", "env", "gates")
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "shell": ("run", "shell", "cwd"),
     "agent": ("task", "agent", "provider", "model", "script", "repo", "base", "tools", "budget", "provider_options"),
@@ -599,10 +599,24 @@ def _check_step(ctx: _Ctx, raw: Any, path: Path_, index: int, kinds: dict[str, A
         "outputs": list(step.outputs or []),
         "retry": _check_retry(ctx, raw, path),
         "env": env,
+        "gates": _check_step_gates(ctx, raw, path),
         "spec": _check_spec(ctx, raw, path, kind, kinds, extra_vars) if kind else {},
     }
     _collect_templates(step, raw, path)
     return step
+
+
+def _check_step_gates(ctx: _Ctx, raw: dict, path: Path_) -> list[dict[str, Any]]:
+    """Quality gates (godeld/quality/gates.py) run after the step; a failing one fails the attempt."""
+    if raw.get("gates") is None:
+        return []
+    from godeld.quality.gates import check_gates
+
+    try:
+        return check_gates(raw["gates"])
+    except ValueError as exc:
+        ctx.error((*path, "gates"), str(exc))
+        return []
 
 
 def _check_step_id(ctx: _Ctx, raw: dict, path: Path_) -> str | None:

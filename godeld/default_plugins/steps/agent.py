@@ -51,7 +51,8 @@ class AgentKind:
         repo = spec.get("repo") or step.repo
         if not repo:
             raise StepFailed("an agent step needs a git repository: set repo in the step or the workflow, or run it with --repo", retry=False)
-        params: dict[str, Any] = {"repo": str(step.cwd / repo), "task": str(spec["task"]), "workflow_id": step.run_id}
+        task = str(spec["task"]) + (f"\n\n{step.feedback}" if step.feedback else "")
+        params: dict[str, Any] = {"repo": str(step.cwd / repo), "task": task, "workflow_id": step.run_id}
         params.update({k: spec[k] for k in SPAWN_FIELDS if spec.get(k) is not None})
         if step.env:
             params["env"] = dict(step.env)
@@ -66,6 +67,7 @@ class AgentKind:
         await step.publish("workflow:step:agent", {"agentId": agent_id, "branch": started["branch"], "label": spec.get("agent")})
         try:
             await handle.done.wait()
+            await manager.wait_final(agent_id)  # a retry after failed quality gates is not the end
         except BaseException:
             with trio.CancelScope(shield=True):
                 if handle.rec["state"] not in ("completed", "failed", "killed", "interrupted"):
@@ -77,7 +79,7 @@ class AgentKind:
         rec = handle.rec
         answer = rec.get("final") or ""
         outputs: dict[str, Any] = {
-            "result": answer, "agent_id": agent_id, "branch": rec.get("branch"),
+            "result": answer, "agent_id": agent_id, "branch": rec.get("branch"), "worktree": rec.get("worktree"),
             "files": [f["path"] for f in (rec.get("artifacts") or {}).get("files", [])],
         }
         outputs.update(outputs_from_answer(answer, step.outputs_declared))

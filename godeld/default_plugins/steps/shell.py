@@ -80,7 +80,8 @@ class ShellKind:
         outdir = Path(step.daemon.config.home) / "workflows" / step.run_id
         outdir.mkdir(parents=True, exist_ok=True)
         outfile = outdir / f"{step.step_id}.{step.attempt}.out"
-        env = {**os.environ, **step.env, "GODEL_WORKFLOW_ID": step.run_id, "GODEL_STEP_ID": step.step_id, "GODEL_ATTEMPT": str(step.attempt), "GODEL_OUTPUT": str(outfile)}
+        env = {**os.environ, **step.env, "GODEL_WORKFLOW_ID": step.run_id, "GODEL_STEP_ID": step.step_id, "GODEL_ATTEMPT": str(step.attempt), "GODEL_OUTPUT": str(outfile),
+               **({"GODEL_FEEDBACK": step.feedback} if step.feedback else {})}
         try:
             proc = await trio.lowlevel.open_process(argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:

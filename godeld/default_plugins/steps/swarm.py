@@ -63,6 +63,7 @@ class SwarmKind:
                 await step.save()
             for handle in handles:
                 await handle.done.wait()
+                await manager.wait_final(handle.rec["id"])
         except BaseException:
             with trio.CancelScope(shield=True):
                 for agent_id in ids:

@@ -1,0 +1,1 @@
+"""Quality gates: checks run after an agent or a workflow step, whose failures feed a retry."""
