@@ -4,6 +4,7 @@ and the merge of their branches."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -222,4 +223,27 @@ def test_agents_of_a_swarm_message_each_other(godeld, repo):
         time.sleep(0.05)
     (tool,) = [e["data"] for e in proc.call("agents.transcript", {"id": lone})["entries"] if e["kind"] == "tool"]
     assert tool["is_error"] and "not available" in tool["result"]
+    assert proc.stop() == 0
+
+
+def test_merge_conflicts_can_be_handed_to_an_agent(godeld, repo):
+    proc = godeld(env=QUIET).start()
+    script = {
+        "worker": write("shared.txt", "changed by agent {{agent_index}}\n"),
+        "resolver": [{"tool": "run_command", "args": {"command": "git merge --no-edit {{branch}} >/dev/null 2>&1; printf 'both sides\\n' > shared.txt; git add shared.txt; git -c user.name=r -c user.email=r@r commit -qm 'resolve {{files}}'"}},
+                     {"say": "resolved {{files}}"}],
+    }
+    swarm_id = proc.call("swarms.create", {"task": "edit", "strategy": "parallel", "agents": 2, "repo": str(repo), "script": script})["id"]
+    assert wait_swarm(proc, swarm_id)["state"] == "completed"
+    merged = proc.call("swarms.merge", {"id": swarm_id, "resolve": True})
+    assert merged["conflicts"] == [] and len(merged["merged"]) == 2, merged
+    (resolved,) = merged["resolved"]
+    assert resolved["files"] == ["shared.txt"]
+    assert git(repo, "show", f"{merged['branch']}:shared.txt") == "both sides\n"
+    rec = proc.call("swarms.get", {"id": swarm_id})
+    assert rec["roles"][resolved["agent"]] == "resolver" and rec["merge"]["resolved"] == merged["resolved"]
+    # Both agents' branches are in the integration branch now.
+    for agent_id in rec["agents"][:2]:
+        branch = proc.call("agents.get", {"id": agent_id})["branch"]
+        assert subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", branch, merged["branch"]]).returncode == 0
     assert proc.stop() == 0

@@ -209,14 +209,18 @@ def scale(settings, swarm_id, agents):
 
 @swarm.command("merge")
 @click.argument("swarm_id")
+@click.option("--resolve", is_flag=True, default=None, help="Hand each conflict to a resolver agent.")
 @click.pass_obj
-def merge(settings, swarm_id):
+def merge(settings, swarm_id, resolve):
     """Merge the swarm's branches into godel/swarm-ID; conflicts are listed, never left open."""
-    result = settings.call("swarms.merge", {"id": swarm_id})
+    params = {"id": swarm_id, **({"resolve": True} if resolve else {})}
+    result = settings.call("swarms.merge", params)
     if settings.json:
         emit_json(result)
     else:
         click.echo(f"{result['branch']}: merged {len(result['merged'])} branch(es), head {result['head'][:12]}")
+        for r in result.get("resolved") or []:
+            click.echo(f"  resolved by agent {r['agent']}: {r['branch']}: {', '.join(r['files'])}")
         for c in result["conflicts"]:
             click.echo(f"  conflict: {c['branch']}: {', '.join(c['files']) or c.get('error', '')}")
     if result["conflicts"]:

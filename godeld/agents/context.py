@@ -337,7 +337,7 @@ def fit(
 
     if sum(costs) <= budget:  # the common case: everything fits as it is
         sent = {i: (m, costs[i]) for i, m in enumerate(messages)}
-        return _plan(messages, sent, None, window, reserve, budget, tool_cost, truncated, [], notes, part_of)
+        return _plan(messages, sent, None, window, reserve, budget, tool_cost, truncated, [], notes, part_of, head)
 
     for i in range(head):
         sent[i] = (messages[i], costs[i])
@@ -359,9 +359,9 @@ def fit(
             if summary is None:
                 notes.append("no room for a summary of them")
     summarized = dropped if summary is not None else []
-    if room < 0 or (head and len(sent) == head and len(messages) > head):
+    if len(sent) == head < len(messages):
         notes.append("only the pinned messages fit")
-    return _plan(messages, sent, summary, window, reserve, budget, tool_cost, truncated, summarized, notes, part_of)
+    return _plan(messages, sent, summary, window, reserve, budget, tool_cost, truncated, summarized, notes, part_of, head)
 
 
 def _pinned_count(messages: list[dict[str, Any]], pinned: int) -> int:
@@ -541,25 +541,18 @@ def _summary_message(messages: list[dict[str, Any]], dropped: list[int], cap: in
         chosen -= 1
 
 
-def _plan(messages, sent, summary, window, reserve, budget, tool_cost, truncated, summarized, notes, part_of) -> Plan:
+def _plan(messages, sent, summary, window, reserve, budget, tool_cost, truncated, summarized, notes, part_of, head) -> Plan:
     label = part_of or default_part
     order = sorted(sent)
-    out: list[dict[str, Any]] = []
+    out = [sent[i][0] for i in order]
     parts: dict[str, int] = {}
-    summary_at = None
-    summary_tokens = 0
     for i in order:
-        if summary is not None and summary_at is None and i >= _first_history(order, messages):
-            summary_at, summary_tokens = len(out), message_tokens(summary)
-            out.append(summary)
-            parts["history"] = parts.get("history", 0) + summary_tokens
-        message, cost = sent[i]
-        out.append(message)
         part = label(i, messages[i])
-        parts[part] = parts.get(part, 0) + cost
-    if summary is not None and summary_at is None:  # nothing of the history was kept
-        summary_at, summary_tokens = len(out), message_tokens(summary)
-        out.append(summary)
+        parts[part] = parts.get(part, 0) + sent[i][1]
+    summary_at, summary_tokens = None, 0
+    if summary is not None:  # right after the pinned messages, where the dropped span was
+        summary_at, summary_tokens = head, message_tokens(summary)
+        out.insert(head, summary)
         parts["history"] = parts.get("history", 0) + summary_tokens
     parts["tools"] = tool_cost
     kept = set(order)
@@ -578,11 +571,3 @@ def _plan(messages, sent, summary, window, reserve, budget, tool_cost, truncated
         summary_at=summary_at,
         notes=notes,
     )
-
-
-def _first_history(order: list[int], messages: list[dict[str, Any]]) -> int:
-    """The first index after the pinned prefix in `order`: the gap left by the dropped span."""
-    for k in range(1, len(order)):
-        if order[k] != order[k - 1] + 1:
-            return order[k]
-    return len(messages)

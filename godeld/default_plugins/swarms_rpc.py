@@ -88,11 +88,12 @@ async def scale(ctx: Context, id: str, agents: int) -> dict[str, Any]:
     return await service.public(await service.scale(id, agents))
 
 
-async def merge(ctx: Context, id: str) -> dict[str, Any]:
+async def merge(ctx: Context, id: str, resolve: bool | None = None) -> dict[str, Any]:
     """Merge the completed agents' branches into a new integration branch godel/swarm-<id>:
-    {branch, head, merged, conflicts: [{branch, files}], skipped}."""
+    {branch, head, merged, conflicts: [{branch, files}], skipped, resolved?}. `resolve`: hand each
+    conflict to an agent (default: the swarm's options.resolve_conflicts)."""
     service = await _service(ctx)
-    return await service.merge(id)
+    return await service.merge(id, resolve)
 
 
 async def message(ctx: Context, id: str, text: str, sender: str | None = None, to: str | None = None) -> dict[str, Any]:

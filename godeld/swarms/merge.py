@@ -46,3 +46,11 @@ async def merge_branches(repo: str, base: str, branches: list[str], target: str,
             await git(top, "worktree", "remove", "--force", str(worktree), check=False)
         shutil.rmtree(worktree, ignore_errors=True)
     return {"branch": target, "base": base, "head": head, "merged": merged, "conflicts": conflicts, "skipped": skipped}
+
+
+async def is_ancestor(repo: str | Path, ancestor: str, descendant: str) -> bool:
+    """Whether `descendant` contains `ancestor` (git merge-base --is-ancestor)."""
+    import trio
+
+    proc = await trio.run_process(["git", "-C", str(repo), "merge-base", "--is-ancestor", ancestor, descendant], check=False, capture_stdout=True, capture_stderr=True)
+    return proc.returncode == 0

@@ -189,7 +189,7 @@ class SwarmService:
         await self._publish("swarm:scaled", rec, {"agents": agents})
         return rec
 
-    async def merge(self, swarm_id: str) -> dict[str, Any]:
+    async def merge(self, swarm_id: str, resolve: bool | None = None) -> dict[str, Any]:
         from godeld.swarms.merge import merge_branches
 
         rec = await self.get(swarm_id)
@@ -204,10 +204,41 @@ class SwarmService:
         workdir = self.daemon.config.home / "merges"
         workdir.mkdir(parents=True, exist_ok=True)
         result = await merge_branches(rec["repo"], rec["base"], branches, target, workdir)
+        if result["conflicts"] and (resolve if resolve is not None else bool(rec["options"].get("resolve_conflicts"))):
+            await self._resolve(rec, result)
         rec["merge"] = result
         await self.store.save_swarm(rec)
         await self._publish("swarm:merge", rec, {"branch": target, "merged": result["merged"], "conflicts": result["conflicts"]})
         return result
+
+    async def _resolve(self, rec: dict[str, Any], result: dict[str, Any]) -> None:
+        """Hand each conflict to an agent: it starts from the integration branch, merges the
+        conflicting branch and resolves it; if its branch then holds both, the integration branch
+        moves to it. Conflicts it could not settle stay in the report."""
+        from godeld.agents.git import git, toplevel
+        from godeld.swarms.merge import is_ancestor
+
+        top, _ = await toplevel(rec["repo"])
+        swarm = SwarmRun(self.daemon, rec)
+        resolved, left = [], []
+        for conflict in result["conflicts"]:
+            branch, files = conflict["branch"], conflict.get("files") or []
+            task = (f"Merge the branch {branch} into your current branch (`git merge {branch}`), resolve the conflicts in "
+                    f"{', '.join(files) or 'the conflicting files'} keeping the intent of both sides, and commit the merge.")
+            agent_id = await swarm.spawn(rec["options"].get("resolve_task") or task, index=len(rec["agents"]), role="resolver",
+                                         base=result["head"], extra={"branch": branch, "files": ", ".join(files)})
+            (agent,) = await swarm.wait([agent_id])
+            ok = agent["state"] == "completed" and await is_ancestor(top, branch, agent["branch"]) and await is_ancestor(top, result["head"], agent["branch"])
+            if ok:
+                await git(top, "branch", "-f", result["branch"], agent["branch"])
+                result["head"] = (await git(top, "rev-parse", agent["branch"])).strip()
+                result["merged"].append(branch)
+                resolved.append({"branch": branch, "files": files, "agent": agent_id})
+            else:
+                left.append({**conflict, "resolver": agent_id, "error": agent.get("error") or "the resolver's branch does not hold both sides"})
+        result["conflicts"] = left
+        result["resolved"] = resolved
+        await self.store.save_swarm(rec)
 
     async def message(self, swarm_id: str, text: str, sender: str | None, to: str | None) -> dict[str, Any]:
         rec = await self.get(swarm_id)
