@@ -177,3 +177,16 @@ class AsyncRpc:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+def shared_fixtures() -> Path:
+    """The third-party material of ../shared/fixtures (public Agent Skills folders, the reference
+    Godel's workflow, team and skill files). Found beside the project as the docs say, else where
+    this machine kind keeps it, else where $GODEL_FIXTURES points; the tests need it, so its
+    absence is an error, not a skip."""
+    root = Path(__file__).resolve().parent.parent
+    candidates = [Path(p) for p in [os.environ.get("GODEL_FIXTURES", "")] if p] + [root.parent / "shared" / "fixtures", Path("/work/shared/fixtures")]
+    for candidate in candidates:
+        if (candidate / "godel").is_dir():
+            return candidate
+    raise RuntimeError(f"the shared fixtures are missing: looked in {', '.join(map(str, candidates))} (set GODEL_FIXTURES)")

@@ -258,14 +258,15 @@ def check_invariants(msgs: list[dict], plan: Plan, pinned: int = 2) -> None:
 def test_random_conversations_keep_invariants():
     rng = random.Random(20240611)
     shrunk = summarized = only_pinned = 0
-    for _ in range(300):
+    for _ in range(250):
         msgs = random_conversation(rng)
         before = copy.deepcopy(msgs)
-        window = rng.choice([300, 800, 2000, 5000, 20_000, 200_000])
-        plan = fit(msgs, window=window, reserve=rng.choice([0, 100, 500]), summarize=rng.random() < 0.7)
+        window, reserve, summarize = rng.choice([300, 800, 2000, 5000, 20_000, 200_000]), rng.choice([0, 100, 500]), rng.random() < 0.7
+        plan = fit(msgs, window=window, reserve=reserve, summarize=summarize)
         check_invariants(msgs, plan)
         assert msgs == before
-        assert fit(msgs, window=window, reserve=0).to_dict() == fit(msgs, window=window, reserve=0).to_dict()
+        again = fit(msgs, window=window, reserve=reserve, summarize=summarize)  # deterministic
+        assert again.messages == plan.messages and again.to_dict() == plan.to_dict()
         shrunk += bool(plan.dropped)
         summarized += plan.summary_at is not None
         only_pinned += plan.kept == [0, 1] and len(msgs) > 2
@@ -305,16 +306,17 @@ def test_pinned_too_large_without_system_keeps_the_task_whole():
 
 
 def test_summary_replaces_dropped_span_and_names_the_tools():
-    msgs = base() + step(0, text="I will read the module first.") + [{"role": "user", "content": "Also update the changelog."}]
-    msgs += [m for k in range(1, 15) for m in step(k)]
+    long = "line\n" * 400
+    msgs = base() + step(0, text="I will read the module first.", result=long) + [{"role": "user", "content": "Also update the changelog."}]
+    msgs += [m for k in range(1, 15) for m in step(k, result=long)]
     plan = fit(msgs, window=total(msgs) // 2 + 1000, reserve=1000)
     assert plan.dropped and plan.summarized == plan.dropped and plan.summary_at == 2
     summary = plan.messages[2]
     assert summary["role"] == "user" and summary not in msgs
     text = summary["content"]
     assert f"({len(plan.dropped)} messages left out" in text
-    assert "read_file(path=src/f0.py)" in text and "→ 40 lines" in text
-    assert "run_command(command=pytest -q) → exit 1" in text
+    assert "read_file(path=src/f0.py)" in text and "→ 400 lines" in text
+    assert "run_command(command=pytest -q) → exit 1, 1 line of output" in text
     assert "I will read the module first." in text and "Also update the changelog." in text
     assert plan.summary_tokens == message_tokens(summary) <= plan.budget // 10
     assert plan.tokens <= plan.budget and plan.parts["history"] >= plan.summary_tokens
@@ -397,3 +399,11 @@ def test_plan_to_dict_is_json():
     assert record["window"] == 5000 and record["reserve"] == 1000 and record["budget"] == plan.budget
     assert record["parts"] == plan.parts and record["summary_at"] == plan.summary_at
     assert "messages" in record and isinstance(record["messages"], int)
+
+
+def test_tool_results_of_a_pinned_call_stay_pinned():
+    msgs = base() + step(0) + [m for k in range(1, 20) for m in step(k)]
+    plan = fit(msgs, window=total(msgs[:5]) + 300, reserve=0, pinned=3, summarize=False)
+    assert plan.kept[:5] == [0, 1, 2, 3, 4]  # the pinned call at 2 keeps its results 3 and 4
+    assert plan.dropped and plan.tokens <= plan.budget
+    check_invariants(msgs, plan, pinned=5)

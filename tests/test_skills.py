@@ -17,10 +17,10 @@ import pytest
 from godelctl.client import RpcError
 from godeld import hookimpl
 from godeld.skills.registry import parse_allowed_tools, when_to_use
-from tests.helpers import AsyncRpc
+from tests.helpers import AsyncRpc, shared_fixtures
 from tests.test_godelctl import ctl, ok
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+FIXTURES = shared_fixtures()
 AGENT_SKILLS = FIXTURES / "agent-skills"
 GODEL_SKILLS = FIXTURES / "godel" / "skills"
 BUILTIN = Path(__file__).resolve().parent.parent / "godeld" / "builtin_skills"

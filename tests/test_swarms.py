@@ -12,8 +12,9 @@ import pytest
 
 from godelctl.client import RpcError
 from tests.agent_helpers import events_of, git, make_repo
+from tests.helpers import shared_fixtures
 
-TEAM = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "godel" / "teams" / "simple-team.yaml"
+TEAM = shared_fixtures() / "godel" / "teams" / "simple-team.yaml"
 QUIET = {"GODEL_AGENTS__KEEP_RUNNING_ON_SHUTDOWN": "false", "GODEL_AGENTS__KILL_GRACE_S": "1"}
 FINAL = ("completed", "failed", "stopped", "interrupted")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from godeld.workflows.spec import (
+from tests.helpers import shared_fixtures
     DEFAULT_OUTPUTS,
     STEP_KINDS_BUILTIN,
     WorkflowInvalid,
@@ -18,7 +19,7 @@ from godeld.workflows.spec import (
     validate,
 )
 
-FIXTURES = Path("/work/shared/fixtures/godel/workflows")
+FIXTURES = shared_fixtures() / "godel" / "workflows"
 FIXTURE_ORDER = ["extract", "validate", "transform", "load", "analyze", "notify", "report"]
 
 

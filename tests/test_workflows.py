@@ -15,8 +15,9 @@ from godelctl.client import RpcError
 from godeld.workflows.engine import backoff_ms
 from tests.agent_helpers import events_of, make_repo
 from tests.test_godelctl import ctl, ok
+from tests.helpers import shared_fixtures
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "godel" / "workflows"
+FIXTURES = shared_fixtures() / "godel" / "workflows"
 FINAL = ("completed", "failed", "cancelled")
 QUIET = {"GODEL_AGENTS__KEEP_RUNNING_ON_SHUTDOWN": "false", "GODEL_AGENTS__KILL_GRACE_S": "1"}
 

@@ -126,11 +126,11 @@ _PIECES = re.compile(
     rf"(?P<cjk>[{_CJK}])"
     r"|(?P<word>[A-Z]?[a-z]+|[A-Z]+(?![a-z]))"  # camelCase and snake_case split like BPE does
     r"|(?P<num>\d+)"
-    r"|(?P<space>\s+)"
+    r"|(?P<space>\s{2,}|[^\S ])"  # a lone space matches nothing: it is free, and skipping it is fast
     r"|(?P<punct>[!-/:-@\[-`{-~]+)"
     rf"|(?P<letters>[^\W\d_A-Za-z{_CJK}]+)"
     r"|(?P<astral>[\U00010000-\U0010ffff])"
-    r"|(?P<other>.)",
+    r"|(?P<other>[^ ])",
     re.S,
 )
 
@@ -141,24 +141,33 @@ def _space_cost(run: str) -> int:
     return (1 if newlines else 0) + (1 if len(run) - newlines >= 2 else 0) + len(run) // 64
 
 
-def _estimate(text: str) -> int:
-    """The uncached estimate (see the module docstring)."""
+def _raw(text: str) -> int:
+    """The sum of the pieces' costs, before the margin (see the module docstring)."""
     raw = 0
     for m in _PIECES.finditer(text):
-        kind, n = m.lastgroup, m.end() - m.start()
+        kind = m.lastgroup
         if kind == "word":
-            raw += (n + 6) // 7
-        elif kind == "num" or kind == "letters":
-            raw += (n + 2) // 3
+            raw += (m.end() - m.start() + 6) // 7
         elif kind == "punct":
-            raw += (n + 1) // 2
+            raw += (m.end() - m.start() + 1) // 2
         elif kind == "space":
             raw += _space_cost(m.group())
+        elif kind == "num" or kind == "letters":
+            raw += (m.end() - m.start() + 2) // 3
         elif kind == "astral":
             raw += 2
         else:  # cjk, other
             raw += 1
+    return raw
+
+
+def _with_margin(raw: int) -> int:
     return (raw * (100 + MARGIN_PERCENT) + 99) // 100
+
+
+def _estimate(text: str) -> int:
+    """The uncached estimate."""
+    return _with_margin(_raw(text))
 
 
 @lru_cache(maxsize=4096)
@@ -235,18 +244,22 @@ def cut_middle(text: str, target: int, what: str = "context") -> tuple[str, int]
     """`text` cut from its middle to at most `target` tokens (head and tail kept, at line breaks
     when near), with a marker saying how many tokens were left out; returns (text, left_out).
     Only the marker remains when `target` is too small for any text, which may exceed it."""
-    total = _estimate(text)
+    total = count_tokens(text)
     if total <= target:
         return text, 0
-    keep = target - _estimate(_marker(total, what))
-    chars = int(len(text) * keep / total) if keep > 0 else 0
-    while True:
+    marker_raw = _raw(_marker(total, what))
+    chars = len(text) * max(0, target - _with_margin(marker_raw)) // total
+    while chars > 0:
         head, tail = _head(text, chars // 2), _tail(text, chars - chars // 2)
-        left_out = max(1, total - _estimate(head) - _estimate(tail))
-        out = (head + _marker(left_out, what) + tail) if chars > 0 else _marker(total, what).strip()
-        if chars <= 0 or _estimate(out) <= target:
-            return out, (left_out if chars > 0 else total)
-        chars = chars * 9 // 10  # the estimate is not linear in characters: shrink until it fits
+        kept_raw = _raw(head) + _raw(tail)
+        # Joining can merge whitespace runs across the two seams: at most 2 raw tokens each.
+        if _with_margin(kept_raw + marker_raw + 4) <= target:
+            left_out = max(1, total - _with_margin(kept_raw))
+            return head + _marker(left_out, what) + tail, left_out
+        # Shrink in proportion to the overshoot (the estimate is not linear in characters).
+        over = _with_margin(kept_raw + marker_raw + 4) / target
+        chars = min(chars - 1, int(chars / over * 0.97))
+    return _marker(total, what).strip(), total
 
 
 def _head(text: str, n: int) -> str:
@@ -395,6 +408,8 @@ def _cut_pinned(messages, sent, head, excess, truncated, notes) -> int:
         text = _content_text(message.get("content"))
         content_cost = count_tokens(text)
         new_text, left_out = cut_middle(text, max(0, content_cost - excess), "context")
+        if not left_out:
+            continue  # nothing to cut in this one
         new = {**message, "content": new_text}
         new_cost = message_tokens(new)
         sent[i] = (new, new_cost)
@@ -491,10 +506,14 @@ def _outcome(result: Mapping[str, Any] | None) -> str:
     lines = text.count("\n") + 1 if text else 0
     exit_code = _EXIT.search(text)
     if exit_code:
-        return f"exit {exit_code.group(1)}, {lines - 1} lines of output"
+        return f"exit {exit_code.group(1)}, {_plural(lines - 1, 'line')} of output"
     if lines <= 1 and len(text) <= 80:
         return text or "(empty)"
-    return f"{lines} lines"
+    return _plural(lines, "line")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _summary_lines(messages: list[dict[str, Any]], indices: list[int]) -> list[str]:
