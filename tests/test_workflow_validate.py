@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from godeld.workflows.spec import (
-from tests.helpers import shared_fixtures
     DEFAULT_OUTPUTS,
     STEP_KINDS_BUILTIN,
     WorkflowInvalid,
@@ -18,6 +17,7 @@ from tests.helpers import shared_fixtures
     parse_duration,
     validate,
 )
+from tests.helpers import shared_fixtures
 
 FIXTURES = shared_fixtures() / "godel" / "workflows"
 FIXTURE_ORDER = ["extract", "validate", "transform", "load", "analyze", "notify", "report"]
