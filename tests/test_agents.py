@@ -482,3 +482,25 @@ def test_quality_gates_feed_a_retry_in_the_same_worktree(godeld, repo):
     with pytest.raises(RpcError, match=r"gates\[0\] must have exactly one of"):
         spawn(proc, repo, [{"say": "x"}], gates=[{"lint": "x"}])
     assert proc.stop() == 0
+
+
+def test_each_call_fits_the_context_window_and_records_its_parts(godeld, repo):
+    """A model with a small window (provider_options.context_window): the oldest tool results are
+    left out of later calls, never the task; each call's choice is in the transcript."""
+    proc = godeld(env=NO_LINGER).start()
+    big = "x " * 3000  # about 3,000+ tokens per file read
+    files = {f"big{i}.txt": big for i in range(4)}
+    for name, content in files.items():
+        (repo / name).write_text(content)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "big files")
+    script = [s for i in range(4) for s in ({"say": f"reading {i}"}, {"tool": "read_file", "args": {"path": f"big{i}.txt"}})] + [{"say": "done"}]
+    agent_id = spawn(proc, repo, script, task="read the big files", provider_options={"context_window": 9000, "max_tokens": 1000})["id"]
+    rec = wait_state(proc, agent_id)
+    assert rec["state"] == "completed", rec
+    calls = [e["data"]["context"] for e in proc.call("agents.transcript", {"id": agent_id})["entries"] if e["kind"] == "assistant"]
+    assert len(calls) == 5
+    assert calls[0]["dropped"] == [] and calls[-1]["dropped"], calls[-1]
+    assert all(c["prompt_tokens"] <= 9000 - 1000 for c in calls), [c["prompt_tokens"] for c in calls]
+    assert all(c["parts"]["task"] > 0 and 1 in c["kept"] for c in calls)  # the task is always there
+    assert proc.stop() == 0

@@ -27,8 +27,9 @@ whitespace                             a single space 0 (BPE glues it to the nex
 =====================================  ===============================================
 
 The sum is then raised by 10% (rounded up) as a safety margin. Calibrated against cl100k_base,
-the estimate is typically 0-30% *above* the real count for English prose (≈0.75 words per
-token) and for code and JSON, and up to about 2× above for Chinese and Japanese, whose common
+the estimate is typically 5-40% *above* the real count for English prose (≈0.75 words per
+token), code and JSON (tests/test_context.py checks samples stay within 0.9-1.6×), and up to
+about 2× above for Chinese and Japanese, whose common
 words BPE merges into one token (o200k_base counts fewer tokens still). It can be below the real
 count for text BPE handles badly (random base64, rare scripts); the `reserve` kept for the
 answer absorbs that. Erring high keeps prompts within the window at the cost of a little unused
@@ -327,6 +328,8 @@ def default_part(index: int, message: Mapping[str, Any]) -> str:
 
 # -- fitting -----------------------------------------------------------------------------------
 
+_Sent = dict[int, tuple[dict[str, Any], int]]  # input index → (message as sent, its tokens)
+
 
 def fit(
     messages: list[dict[str, Any]],
@@ -344,7 +347,7 @@ def fit(
     budget = window - reserve - tool_cost
     costs = [message_tokens(m) for m in messages]
     head = _pinned_count(messages, pinned)
-    sent: dict[int, tuple[dict[str, Any], int]] = {}  # index → (message as sent, its tokens)
+    sent: _Sent = {}  # index → (message as sent, its tokens)
     truncated: dict[int, int] = {}
     notes: list[str] = []
 
@@ -397,7 +400,7 @@ def _units(messages: list[dict[str, Any]], start: int) -> list[list[int]]:
     return units
 
 
-def _cut_pinned(messages, sent, head, excess, truncated, notes) -> int:
+def _cut_pinned(messages: list[dict[str, Any]], sent: _Sent, head: int, excess: int, truncated: dict[int, int], notes: list[str]) -> int:
     """Cut pinned system messages (largest first, never the task) by `excess` tokens; returns
     the pinned messages' new total."""
     systems = sorted((i for i in range(head) if messages[i].get("role") == "system"), key=lambda i: -sent[i][1])
@@ -421,7 +424,7 @@ def _cut_pinned(messages, sent, head, excess, truncated, notes) -> int:
     return sum(sent[i][1] for i in range(head))
 
 
-def _keep_newest(messages, costs, units, room, sent, truncated, notes) -> int:
+def _keep_newest(messages: list[dict[str, Any]], costs: list[int], units: list[list[int]], room: int, sent: _Sent, truncated: dict[int, int], notes: list[str]) -> int:
     """Keep units newest first while they fit in `room` (cutting the long tool results of the
     first one that does not fit, if that lets it stay); returns the index of the oldest kept unit."""
     kept_from = len(units)
@@ -448,7 +451,7 @@ def _keep_newest(messages, costs, units, room, sent, truncated, notes) -> int:
     return kept_from
 
 
-def _shrink_unit(messages, costs, unit, room) -> dict[int, tuple[dict[str, Any], int, int]] | None:
+def _shrink_unit(messages: list[dict[str, Any]], costs: list[int], unit: list[int], room: int) -> dict[int, tuple[dict[str, Any], int, int]] | None:
     """Cut the unit's longest tool results to one common cap c (water-filling: results shorter
     than c stay whole) so the unit fits in `room`; None if c would fall below MIN_RESULT_TOKENS."""
     results = [i for i in unit if messages[i].get("role") == "tool"]
@@ -560,7 +563,20 @@ def _summary_message(messages: list[dict[str, Any]], dropped: list[int], cap: in
         chosen -= 1
 
 
-def _plan(messages, sent, summary, window, reserve, budget, tool_cost, truncated, summarized, notes, part_of, head) -> Plan:
+def _plan(
+    messages: list[dict[str, Any]],
+    sent: _Sent,
+    summary: dict[str, Any] | None,
+    window: int,
+    reserve: int,
+    budget: int,
+    tool_cost: int,
+    truncated: dict[int, int],
+    summarized: list[int],
+    notes: list[str],
+    part_of: Callable[[int, dict[str, Any]], str] | None,
+    head: int,
+) -> Plan:
     label = part_of or default_part
     order = sorted(sent)
     out = [sent[i][0] for i in order]

@@ -26,6 +26,7 @@ from typing import Any
 
 from godeld.agents.llm import ProviderError, ToolCall, Usage
 from godeld.agents.rpcclient import DaemonGone, RemoteError, WorkerClient
+from godeld.agents.context import context_window, fit
 from godeld.agents.tools import MESSAGE_TOOL_SPECS, SKILL_TOOL_SPEC, TOOL_NAMES, TOOL_SPECS, ToolError, Tools
 
 MESSAGE_TOOLS = {t.name for t in MESSAGE_TOOL_SPECS}
@@ -35,6 +36,15 @@ SYSTEM_PROMPT = (
     "change and test the code; paths are relative to the repository root. When the task is done, "
     "answer with a short summary of what you changed and no tool call."
 )
+
+
+def _part_of(index: int, message: dict[str, Any]) -> str:
+    """Which part of the prompt a message is, for the context record."""
+    if index == 0 and message.get("role") == "system":
+        return "system"
+    if index == 1 and message.get("role") == "user":
+        return "task"
+    return "history"
 
 
 def load_provider(ref: dict[str, Any]) -> Any:
@@ -108,10 +118,12 @@ class Worker:
         spec = self.spec
         chain = [spec["provider"], *spec.get("fallback", [])]
         sessions: list[tuple[str, Any]] = []
+        refs: list[dict[str, Any]] = []
         for ref in chain:
             try:
                 provider = load_provider(ref)
                 sessions.append((ref["name"], provider.open(model=ref.get("model") or spec.get("model"), options={**ref.get("options", {}), "script": spec.get("script"), "agent_index": spec.get("agent_index", 0)})))
+                refs.append(ref)
             except ProviderError as exc:
                 print(f"[godel] provider {ref['name']} unavailable: {exc.message}", flush=True)
         if not sessions:
@@ -135,10 +147,13 @@ class Worker:
                 messages.append({"role": "user", "content": text})
                 self.report([{"kind": "input", "data": {"content": text}}])
             started = time.monotonic()
-            turn, used, errors = None, "", []
-            for name, session in sessions:
+            turn, used, errors, plan = None, "", [], None
+            for (name, session), ref in zip(sessions, refs):
+                # What is sent is fitted into this model's context window; `messages` keeps it all.
+                plan = fit(messages, window=int(ref.get("options", {}).get("context_window") or context_window(ref.get("model") or spec.get("model") or "")),
+                           reserve=int(ref.get("options", {}).get("max_tokens") or 4096), tools=offered, part_of=_part_of)
                 try:
-                    turn = session.complete(messages, offered, on_text=_print_text)
+                    turn = session.complete(plan.messages, offered, on_text=_print_text)
                     used = name
                     break
                 except ProviderError as exc:
@@ -153,7 +168,8 @@ class Worker:
                 _LINE_START[0] = True
             calls = [{"id": c.id, "name": c.name, "args": c.args} for c in turn.tool_calls]
             self.report(
-                [{"kind": "assistant", "data": {"content": turn.text, "tool_calls": calls, "provider": used, "model": turn.model, "stop_reason": turn.stop_reason, "usage": turn.usage.to_dict()}}],
+                [{"kind": "assistant", "data": {"content": turn.text, "tool_calls": calls, "provider": used, "model": turn.model, "stop_reason": turn.stop_reason, "usage": turn.usage.to_dict(),
+                                                "context": plan.to_dict() if plan is not None else None}}],
                 usage=[{"provider": used, "model": turn.model or spec.get("model") or "", "usage": turn.usage.to_dict(), "duration_ms": duration}],
             )
             messages.append({"role": "assistant", "content": turn.text, "tool_calls": calls})
