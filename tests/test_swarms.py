@@ -248,3 +248,45 @@ def test_merge_conflicts_can_be_handed_to_an_agent(godeld, repo):
         branch = proc.call("agents.get", {"id": agent_id})["branch"]
         assert subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", branch, merged["branch"]]).returncode == 0
     assert proc.stop() == 0
+
+
+def test_a_pool_swarm_serves_the_task_queue_and_scales_with_its_depth(godeld, repo):
+    proc = godeld(env=QUIET).start()
+    swarm_id = proc.call("swarms.create", {
+        "name": "builders", "task": "work on the queue", "strategy": "pool", "repo": str(repo), "max_agents": 3,
+        "script": [{"sleep": 0.4}, {"say": "did {{agent_index}}"}],
+        "options": {"until_empty": True, "interval_s": 0.1, "scaling": {"minAgents": 1, "maxAgents": 3, "scaleUpThreshold": 2, "scaleDownCooldown": 0.5}},
+    })["id"]
+    ids = [proc.call("tasks.submit", {"task": f"job {i}", "swarm": "builders", "repo": str(repo)})["id"] for i in range(8)]
+    rec = wait_swarm(proc, swarm_id, timeout=120)
+    assert rec["state"] == "completed", rec
+    assert sorted(r["task"] for r in rec["results"]) == sorted(ids) and all(r["state"] == "completed" for r in rec["results"])
+    for task_id in ids:
+        task = proc.call("tasks.get", {"id": task_id})
+        assert task["state"] == "completed" and task["agent_id"] in rec["agents"], task
+    scaled = [e["data"]["agents"] for e in events_of(proc, "swarm:scaled") if e["data"]["swarmId"] == swarm_id]
+    assert scaled[0] == 1 and max(scaled) == 3 and scaled[-1] == 1, scaled  # up with the queue, down after the cooldown
+    # Never more than maxAgents agents of the swarm at once.
+    live, peak = set(), 0
+    for e in events_of(proc, "agent:*"):
+        if e["data"].get("agentId") in rec["agents"]:
+            if e["type"] == "agent:start":
+                live.add(e["data"]["agentId"])
+            elif e["type"] in ("agent:complete", "agent:error", "agent:killed"):
+                live.discard(e["data"]["agentId"])
+            peak = max(peak, len(live))
+    assert 2 <= peak <= 3, peak
+    assert proc.stop() == 0
+
+
+def test_parallel_picks_the_best_agent_with_a_quality_gate(godeld, repo):
+    proc = godeld(env=QUIET).start()
+    # Only agent 1 writes a file that makes the gate's command pass.
+    script = [{"tool": "run_command", "args": {"command": "[ {{agent_index}} = 1 ] && echo ok > result.txt || true"}}, {"say": "agent {{agent_index}}"}]
+    swarm_id = proc.call("swarms.create", {"task": "try", "agents": 3, "repo": str(repo), "script": script,
+                                           "options": {"select": [{"command": "test -f result.txt"}, {"regex": "agent"}]}})["id"]
+    rec = wait_swarm(proc, swarm_id)
+    assert rec["state"] == "completed", rec
+    assert rec["results"] == ["agent 1"] and rec["best"] == rec["agents"][1]
+    assert [s["passed"] for s in rec["selection"]] == [1, 2, 1]
+    assert proc.stop() == 0

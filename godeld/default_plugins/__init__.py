@@ -24,6 +24,7 @@ DEFAULT_PLUGINS = (
     "godeld.default_plugins.strategies.map_reduce",
     "godeld.default_plugins.strategies.pipeline",
     "godeld.default_plugins.strategies.tree",
+    "godeld.default_plugins.strategies.pool",
     "godeld.default_plugins.swarms_rpc",
     "godeld.default_plugins.skills_rpc",
 )

@@ -49,16 +49,17 @@ class SwarmRun:
         return int(self.rec.get("agents_wanted") or 1)
 
     async def spawn(self, task: str, *, index: int, role: str = "worker", item: Any = None, results: Any = None,
-                    base: str | None = None, extra: dict[str, Any] | None = None) -> str:
+                    base: str | None = None, extra: dict[str, Any] | None = None, task_id: str | None = None,
+                    script: Any = None, repo: str | None = None) -> str:
         """Start one agent of the swarm; its id."""
         from godeld.workflows import expr
 
         scope = {"variables": {"agent_index": index, "item": _text(item), "results": _text(results), **(extra or {})}, "steps": {}, "workflow": {"id": self.id, "name": self.rec["name"]}}
         params: dict[str, Any] = {
-            "repo": self.rec["repo"], "task": expr.render(task, scope), "swarm_id": self.id,
+            "repo": repo or self.rec["repo"], "task": expr.render(task, scope), "swarm_id": self.id, "task_id": task_id,
             "provider": self.rec.get("provider"), "model": self.rec.get("model"),
         }
-        script = self.rec.get("script")
+        script = script if script is not None else self.rec.get("script")
         if isinstance(script, dict):  # per role: {planner: [...], map: [...], reduce: [...], worker: [...]}; else "worker"
             script = script.get(role, script.get("worker"))
         if script is not None:

@@ -150,7 +150,7 @@ class SwarmService:
 
     async def public(self, rec: dict[str, Any]) -> dict[str, Any]:
         keys = ("id", "name", "strategy", "state", "task", "repo", "base", "provider", "model", "agents", "roles", "results", "merge", "error",
-                "created_at", "finished_at", "agents_wanted", "max_agents", "options", "budget_usd")
+                "created_at", "finished_at", "agents_wanted", "max_agents", "options", "budget_usd", "best", "selection")
         out = {k: rec.get(k) for k in keys}
         out["usage"] = await self._usage(rec)
         return out
