@@ -443,6 +443,8 @@ def test_skills_given_to_an_agent_shape_its_prompt_tools_and_safety(godeld, home
     assert tools[0]["result"].startswith("1. tests pass") and not tools[0]["is_error"]
     assert tools[1]["result"].startswith("deploying\n") and "pre-approved by skill deployer" in tools[1]["decision"]["reason"]
     assert proc.call("agents.approvals", {})["approvals"] == []  # nobody was asked
+    first_call = next(e["data"]["context"] for e in entries if e["kind"] == "assistant")
+    assert first_call["parts"]["skills"] > 0 and first_call["parts"]["system"] > 0  # the skills' share of the prompt, on record
     with pytest.raises(RpcError, match="unknown skill 'nope'"):
         spawn(proc, repo, [{"say": "x"}], skills=["nope"])
     assert proc.stop() == 0
@@ -503,4 +505,5 @@ def test_each_call_fits_the_context_window_and_records_its_parts(godeld, repo):
     assert calls[0]["dropped"] == [] and calls[-1]["dropped"], calls[-1]
     assert all(c["prompt_tokens"] <= 9000 - 1000 for c in calls), [c["prompt_tokens"] for c in calls]
     assert all(c["parts"]["task"] > 0 and 1 in c["kept"] for c in calls)  # the task is always there
+    assert calls[1]["parts"]["files"] > 3000  # the first file read, counted as files
     assert proc.stop() == 0

@@ -26,7 +26,7 @@ from typing import Any
 
 from godeld.agents.llm import ProviderError, ToolCall, Usage
 from godeld.agents.rpcclient import DaemonGone, RemoteError, WorkerClient
-from godeld.agents.context import context_window, fit
+from godeld.agents.context import context_window, count_tokens, fit
 from godeld.agents.tools import MESSAGE_TOOL_SPECS, SKILL_TOOL_SPEC, TOOL_NAMES, TOOL_SPECS, ToolError, Tools
 
 MESSAGE_TOOLS = {t.name for t in MESSAGE_TOOL_SPECS}
@@ -44,6 +44,8 @@ def _part_of(index: int, message: dict[str, Any]) -> str:
         return "system"
     if index == 1 and message.get("role") == "user":
         return "task"
+    if message.get("role") == "tool" and message.get("name") in ("read_file", "read_skill_file"):
+        return "files"  # what the agent read, apart from the rest of the history
     return "history"
 
 
@@ -152,6 +154,11 @@ class Worker:
                 # What is sent is fitted into this model's context window; `messages` keeps it all.
                 plan = fit(messages, window=int(ref.get("options", {}).get("context_window") or context_window(ref.get("model") or spec.get("model") or "")),
                            reserve=int(ref.get("options", {}).get("max_tokens") or 4096), tools=offered, part_of=_part_of)
+                if spec.get("skills_prompt") and "system" in plan.parts:
+                    # The skills' text rides in the system message; the record shows it apart.
+                    skills_tokens = min(plan.parts["system"], count_tokens(spec["skills_prompt"]))
+                    plan.parts["skills"] = skills_tokens
+                    plan.parts["system"] -= skills_tokens
                 try:
                     turn = session.complete(plan.messages, offered, on_text=_print_text)
                     used = name
