@@ -772,7 +772,7 @@ class AgentManager:
     def send(self, agent_id: str, text: str) -> dict[str, Any]:
         handle = self.handle(agent_id)
         if handle.rec["state"] not in ("running", "paused"):
-            raise Conflict(f"agent {agent_id} is {handle.rec['state']}: input goes to a running agent", {"state": handle.rec["state"]})
+            raise Conflict(f"agent {agent_id} is {handle.rec['state']}, not running: input goes to a running agent", {"state": handle.rec["state"]})
         fifo = self.agents_dir / agent_id / "input"
         try:
             fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
