@@ -45,6 +45,11 @@ ctl events --type 'agent:*' -n 6
 ctl workflow validate examples/release.yaml
 ctl workflow run examples/release.yaml --repo "$repo" --var version=1.2.0 --follow
 ctl workflow list
+
+# A swarm: three scripted agents side by side, then their branches merged into one.
+ctl do "write some notes" --repo "$repo" -n 3 --script examples/swarm-script.yaml
+swarm=$("$BIN/godelctl" --json swarm list | "$BIN/python" -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')
+ctl swarm merge "$swarm"
 ctl daemon stop
 wait "$follower" 2>/dev/null || true
 echo
