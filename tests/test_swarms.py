@@ -290,3 +290,34 @@ def test_parallel_picks_the_best_agent_with_a_quality_gate(godeld, repo):
     assert rec["results"] == ["agent 1"] and rec["best"] == rec["agents"][1]
     assert [s["passed"] for s in rec["selection"]] == [1, 2, 1]
     assert proc.stop() == 0
+
+
+def test_a_swarm_goes_on_after_kill_9_of_godeld_without_new_agents(godeld, repo):
+    """The strategy runs again after the restart; each spawn it repeats gets back the agent it
+    started before: re-adopted if it still runs, resumed if it died with godeld."""
+    import os
+    import signal
+
+    proc = godeld().start()  # agents outlive godeld (the default), so they are re-adopted
+    script = {"map": [{"sleep": 2}, {"say": "mapped {{item}}"}], "reduce": [{"say": "reduced {{results}}"}]}
+    swarm_id = proc.call("swarms.create", {"task": "t", "strategy": "map-reduce", "repo": str(repo), "script": script, "options": {"items": ["a", "b"]}})["id"]
+    deadline = time.monotonic() + 30
+    while len(proc.call("swarms.get", {"id": swarm_id})["agents"]) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    maps = proc.call("swarms.get", {"id": swarm_id})["agents"]
+    first = proc.call("agents.get", {"id": maps[0]})
+    while first["state"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        first = proc.call("agents.get", {"id": maps[0]})
+    proc.kill9()
+    os.killpg(first["pid"], signal.SIGKILL)  # one map agent dies with godeld; the other lives on
+    proc = godeld().start()
+    rec = wait_swarm(proc, swarm_id)
+    assert rec["state"] == "completed", rec
+    assert rec["agents"][:2] == maps and len(rec["agents"]) == 3  # the same two maps, then the reducer
+    assert rec["results"] == ['reduced ["mapped a", "mapped b"]']
+    resumed = [e for e in events_of(proc, "swarm:resumed") if e["data"]["swarmId"] == swarm_id]
+    assert len(resumed) == 1
+    assert proc.stop() == 0

@@ -51,8 +51,20 @@ class SwarmRun:
     async def spawn(self, task: str, *, index: int, role: str = "worker", item: Any = None, results: Any = None,
                     base: str | None = None, extra: dict[str, Any] | None = None, task_id: str | None = None,
                     script: Any = None, repo: str | None = None) -> str:
-        """Start one agent of the swarm; its id."""
+        """Start one agent of the swarm; its id.
+
+        Durable like a replayed workflow: each spawn has a key (role, index, item, task), and a
+        strategy run again after a restart of godeld gets back the agent it started the first
+        time — still running (re-adopted), finished, or, if interrupted, resumed — instead of a
+        second one."""
+        import json
+
         from godeld.workflows import expr
+
+        spawn_key = json.dumps([role, index, item, task_id], ensure_ascii=False, default=str)
+        spawned = self.rec.setdefault("spawned", {})
+        if spawn_key in spawned:
+            return await self._reattach(spawned[spawn_key])
 
         scope = {"variables": {"agent_index": index, "item": _text(item), "results": _text(results), **(extra or {})}, "steps": {}, "workflow": {"id": self.id, "name": self.rec["name"]}}
         params: dict[str, Any] = {
@@ -75,7 +87,18 @@ class SwarmRun:
         self.handles[agent_id] = manager.agents[agent_id]  # before any await: a finished agent leaves that table
         self.rec["agents"].append(agent_id)
         self.rec["roles"][agent_id] = role
+        spawned[spawn_key] = agent_id
         await self.daemon.swarms.save(self.rec)
+        return agent_id
+
+    async def _reattach(self, agent_id: str) -> str:
+        manager = self.daemon.agents
+        rec = await manager.get_record(agent_id)
+        if rec["state"] == "interrupted":
+            await manager.resume(agent_id)  # its process died with godeld: it goes on from its transcript or session
+        handle = manager.agents.get(agent_id)
+        if handle is not None:
+            self.handles[agent_id] = handle
         return agent_id
 
     async def wait(self, agent_ids: list[str]) -> list[dict[str, Any]]:

@@ -1,9 +1,10 @@
 """The swarm service: many agents on one job, coordinated by a strategy plugin.
 
 A swarm is a record (persisted at each change) and, while it runs, a trio task running its
-strategy under the service's nursery. States: running → completed | failed | stopped (and
-interrupted: godeld restarted while it ran; its agents were re-adopted or interrupted on their
-own, but the strategy's coordination does not resume).
+strategy under the service's nursery. States: running → completed | failed | stopped (or
+interrupted, when its strategy is no longer loaded after a restart). A swarm running when godeld
+stopped goes on at the next start: its strategy runs again and gets back the agents it had started
+(SwarmRun.spawn).
 """
 
 from __future__ import annotations
@@ -33,15 +34,28 @@ class SwarmService:
         self.live: dict[str, tuple[SwarmRun, trio.CancelScope, trio.Event]] = {}
         self.ready = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._resuming: list[dict[str, Any]] = []
 
     async def load(self) -> None:
-        for rec in await self.store.list_swarms(states=["running"], limit=100_000):
-            rec.update(state="interrupted", error="godeld restarted while the swarm ran; its agents went on or were interrupted on their own", finished_at=now_ms())
-            await self.store.save_swarm(rec)
+        """Swarms that were running when godeld stopped go on: their strategy runs again, and each
+        spawn it repeats gets back the agent it started before (see SwarmRun.spawn)."""
+        self._resuming = await self.store.list_swarms(states=["running"], limit=100_000)
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            await self.daemon.agents.ready.wait()  # re-adoption and interruption are settled first
+            for rec in self._resuming:
+                log.info("resuming swarm %s (%s)", rec["id"], rec["name"])
+                if rec["strategy"] not in self.daemon.plugins.registries.strategies:
+                    rec.update(state="interrupted", error=f"strategy {rec['strategy']!r} is not loaded any more", finished_at=now_ms())
+                    await self.store.save_swarm(rec)
+                    continue
+                swarm, scope, done = SwarmRun(self.daemon, rec), trio.CancelScope(), trio.Event()
+                self.live[rec["id"]] = (swarm, scope, done)
+                await self._publish("swarm:resumed", rec, {"name": rec["name"], "agents": len(rec["agents"])})
+                nursery.start_soon(self._drive, swarm, scope, done, True)
+            self._resuming = []
             self.ready.set()
             await trio.sleep_forever()
 
@@ -90,10 +104,11 @@ class SwarmService:
         self._nursery.start_soon(self._drive, swarm, scope, done)
         return rec
 
-    async def _drive(self, swarm: SwarmRun, scope: trio.CancelScope, done: trio.Event) -> None:
+    async def _drive(self, swarm: SwarmRun, scope: trio.CancelScope, done: trio.Event, resumed: bool = False) -> None:
         rec = swarm.rec
         strategy = self.daemon.plugins.registries.strategies[rec["strategy"]]
-        await self._publish("swarm:start", rec, {"name": rec["name"], "strategy": rec["strategy"], "agents": rec["agents_wanted"], "task": rec["task"]})
+        if not resumed:
+            await self._publish("swarm:start", rec, {"name": rec["name"], "strategy": rec["strategy"], "agents": rec["agents_wanted"], "task": rec["task"]})
         try:
             with scope:
                 results = await strategy.run(swarm)
