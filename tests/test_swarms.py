@@ -315,7 +315,7 @@ def test_a_swarm_goes_on_after_kill_9_of_godeld_without_new_agents(godeld, repo)
     os.killpg(first["pid"], signal.SIGKILL)  # one map agent dies with godeld; the other lives on
     proc = godeld().start()
     rec = wait_swarm(proc, swarm_id)
-    assert rec["state"] == "completed", rec
+    assert rec["state"] == "completed", (rec["error"], [proc.call("agents.get", {"id": a}) for a in rec["agents"]])
     assert rec["agents"][:2] == maps and len(rec["agents"]) == 3  # the same two maps, then the reducer
     assert rec["results"] == ['reduced ["mapped a", "mapped b"]']
     resumed = [e for e in events_of(proc, "swarm:resumed") if e["data"]["swarmId"] == swarm_id]

@@ -270,6 +270,8 @@ class AgentManager:
         rec = handle.rec
         try:
             await self._transition(handle, "starting")
+            if not rec.get("workspace") and rec.get("resuming"):
+                await self._clear_partial_worktree(rec)
             if not rec.get("workspace"):
                 ws = await self.runtime.prepare(
                     agent_id=rec["id"], repo=rec["repo"], base=rec.get("base"), branch=rec["branch"], root=self.worktrees_root,
@@ -299,6 +301,18 @@ class AgentManager:
             await self._fail(handle, f"{type(exc).__name__}: {exc}")
         finally:
             self._release(handle)
+
+    async def _clear_partial_worktree(self, rec: dict[str, Any]) -> None:
+        """godeld stopped while this agent's worktree was being made: the agent never ran, so what
+        `git worktree add` left (a directory, a branch at the base) goes, and it is made afresh."""
+        from godeld.agents.git import git, repo_lock, toplevel
+
+        top, common = await toplevel(rec["repo"])
+        async with repo_lock(common):
+            await git(top, "worktree", "remove", "--force", rec["worktree"], check=False)
+            await git(top, "worktree", "prune", check=False)
+            await git(top, "branch", "-D", rec["branch"], check=False)
+        _rmtree(Path(rec["worktree"]))
 
     async def _watch_adopted(self, handle: Handle) -> None:
         """A worker that outlived a restart of godeld: wait for it with a pidfd."""
