@@ -525,12 +525,13 @@ class AgentManager:
 
     # -- transitions and events ----------------------------------------------------------------
     async def _transition(self, handle: Handle, state: str, *, error: str | None = None) -> None:
+        # Durable first: nobody (agents.get, a waiter) sees the new state before it is stored, so a
+        # crash right after can never leave a record older than what a client was told.
         rec = handle.rec
         previous = rec["state"]
-        rec["state"] = state
-        if error is not None:
-            rec["error"] = error
-        await self.store.save_agent(rec)
+        changed = {"state": state, **({"error": error} if error is not None else {})}
+        await self.store.save_agent({**rec, **changed})
+        rec.update(changed)
         await self._publish("agent:state", handle, {"state": state, "previous": previous, **({"error": error} if error else {})})
 
     async def _publish(self, type_: str, handle: Handle, data: dict[str, Any]) -> None:
