@@ -41,6 +41,10 @@ class Storage(Protocol):
     async def append_events(self, drafts: Sequence[EventDraft]) -> list[Event]:
         """Append events, assigning strictly increasing seqs; return once they are durable."""
 
+    async def write(self, fn: Any, *, events: Sequence[EventDraft] = ()) -> Any:
+        """Run a service's write `fn` (backend-specific: a sqlite3 connection for SQLite) in the
+        next transaction; `events` are appended in that same transaction if `fn` succeeds."""
+
     async def write_with_events(self, fn: Any) -> tuple[Any, list[Event]]:
         """Run a service's write `fn` (backend-specific: a sqlite3 connection for SQLite) that
         returns (result, drafts); the drafts are appended as events in the same transaction, so a

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
+
+from tests.helpers import wait_for
 
 FINAL = {"completed", "failed", "killed", "interrupted"}
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -29,15 +29,14 @@ def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
 
 
 def wait_state(proc, agent_id: str, states: set[str] | str = FINAL, timeout: float = 60.0) -> dict[str, Any]:
+    """The agent's record once it is in one of `states`, waiting on its agent:state events."""
     states = {states} if isinstance(states, str) else states
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def reached() -> dict[str, Any] | None:
         rec = proc.call("agents.get", {"id": agent_id})
-        if rec["state"] in states:
-            return rec
-        if time.monotonic() > deadline:
-            raise AssertionError(f"agent {agent_id} still {rec['state']} (waiting for {states}): {json.dumps(rec)[:2000]}\n{proc.output()[-3000:]}")
-        time.sleep(0.05)
+        return rec if rec["state"] in states else None
+
+    return wait_for(proc, ["agent:state"], "agentId", agent_id, reached, timeout)
 
 
 def events_of(proc, pattern: str, agent_id: str | None = None) -> list[dict[str, Any]]:

@@ -190,3 +190,24 @@ def shared_fixtures() -> Path:
         if (candidate / "godel").is_dir():
             return candidate
     raise RuntimeError(f"the shared fixtures are missing: looked in {', '.join(map(str, candidates))} (set GODEL_FIXTURES)")
+
+
+def wait_for(proc: "Godeld", patterns: list[str], key: str, value: str, done, timeout: float = 90.0) -> Any:
+    """Wait on events, not the clock: subscribe from the start of the log to `patterns`; each
+    time an event whose data[key] == value arrives, `done()` is asked, and its first truthy
+    answer is returned. The subscription replays what already happened, so nothing is missed."""
+    deadline = time.monotonic() + timeout
+    found = done()
+    if found:
+        return found
+    with proc.client(timeout=timeout) as client:
+        client.call("events.subscribe", {"pattern": patterns, "since": 0})
+        for message in client.notifications(timeout=timeout):
+            event = message.get("params") or {}
+            if message.get("method") == "events.event" and (event.get("data") or {}).get(key) == value:
+                found = done()
+                if found:
+                    return found
+            if time.monotonic() > deadline:
+                break
+    raise AssertionError(f"timed out waiting on {patterns} for {key}={value}: {proc.output()[-3000:]}")

@@ -96,6 +96,12 @@ async def test_a_state_change_and_its_events_commit_together_or_not_at_all(home)
         assert await store.read(lambda c: c.execute("SELECT k FROM kv").fetchall()) == [("a",)]
         listed, head = await store.read_events(since=0)
         assert [e.type for e in listed] == ["kv:set", "kv:also"] and head == events[1].seq
+        # write(fn, events=...): the same, for events known before the write.
+        assert await store.write(lambda c: c.execute("INSERT INTO kv VALUES ('c', 'v')").rowcount, events=[make_draft("kv:c")]) == 1
+        with pytest.raises(ValueError, match="boom"):
+            await store.write(failing, events=[make_draft("kv:never")])
+        listed, _ = await store.read_events(since=0)
+        assert [e.type for e in listed] == ["kv:set", "kv:also", "kv:c"]
     finally:
         await store.aclose()
 

@@ -12,7 +12,7 @@ import pytest
 
 from godelctl.client import RpcError
 from tests.agent_helpers import events_of, git, make_repo
-from tests.helpers import shared_fixtures
+from tests.helpers import shared_fixtures, wait_for
 
 TEAM = shared_fixtures() / "godel" / "teams" / "simple-team.yaml"
 QUIET = {"GODEL_AGENTS__KEEP_RUNNING_ON_SHUTDOWN": "false", "GODEL_AGENTS__KILL_GRACE_S": "1"}
@@ -25,13 +25,11 @@ def repo(home) -> Path:
 
 
 def wait_swarm(proc, swarm_id: str, timeout: float = 90.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
+    def ended() -> dict | None:
         rec = proc.call("swarms.get", {"id": swarm_id})
-        if rec["state"] in FINAL:
-            return rec
-        assert time.monotonic() < deadline, f"swarm {swarm_id} still {rec['state']}: {json.dumps(rec)[:2000]}\n{proc.output()[-2000:]}"
-        time.sleep(0.1)
+        return rec if rec["state"] in FINAL else None
+
+    return wait_for(proc, ["swarm:complete"], "swarmId", swarm_id, ended, timeout)
 
 
 def write(path: str, content: str, say: str = "done") -> list[dict]:

@@ -15,7 +15,7 @@ from godelctl.client import RpcError
 from godeld.workflows.engine import backoff_ms
 from tests.agent_helpers import events_of, make_repo
 from tests.test_godelctl import ctl, ok
-from tests.helpers import shared_fixtures
+from tests.helpers import shared_fixtures, wait_for
 
 FIXTURES = shared_fixtures() / "godel" / "workflows"
 FINAL = ("completed", "failed", "cancelled")
@@ -24,25 +24,20 @@ QUIET = {"GODEL_AGENTS__KEEP_RUNNING_ON_SHUTDOWN": "false", "GODEL_AGENTS__KILL_
 
 def wait_run(proc, run_id: str, states=FINAL, timeout: float = 60.0) -> dict:
     states = {states} if isinstance(states, str) else set(states)
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def reached() -> dict | None:
         rec = proc.call("workflows.get", {"id": run_id})
-        if rec["state"] in states:
-            return rec
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} still {rec['state']}: {json.dumps(rec)[:3000]}\n{proc.output()[-3000:]}")
-        time.sleep(0.05)
+        return rec if rec["state"] in states else None
+
+    return wait_for(proc, ["workflow:*"], "workflowId", run_id, reached, timeout)
 
 
 def wait_step(proc, run_id: str, step: str, pred, timeout: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        rec = proc.call("workflows.get", {"id": run_id})
-        s = next(s for s in rec["steps"] if s["id"] == step)
-        if pred(s):
-            return s
-        assert time.monotonic() < deadline, f"step {step}: {s}"
-        time.sleep(0.05)
+    def reached() -> dict | None:
+        s = next(s for s in proc.call("workflows.get", {"id": run_id})["steps"] if s["id"] == step)
+        return s if pred(s) else None
+
+    return wait_for(proc, ["workflow:*"], "workflowId", run_id, reached, timeout)
 
 
 def steps(rec: dict) -> dict[str, dict]:

@@ -301,6 +301,7 @@ def test_workflow_timeout_is_a_wall_clock_deadline_across_a_restart(godeld, home
     ]}
     run_id = run(proc, wf)
     wait_step(proc, run_id, "a", lambda s: s["state"] == "running")
+    wait_until(marks.exists, what="the step's command to start")
     created = proc.call("workflows.get", {"id": run_id})["created_at"]
     proc.kill9()
     wait_until(lambda: time.time() * 1000 > created + 3500, what="the deadline to pass")

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import click
 
+from godeld import protocol
 from godelctl.output import duration, emit_json, table
 
-FINAL = ("completed", "failed", "stopped", "interrupted")
-AGENT_FINAL = ("completed", "failed", "killed", "interrupted")
 
 
 def register_commands(cli):
@@ -87,9 +86,11 @@ def create(settings, task, strategy, agents, repo, provider, model, script, item
     """Start a swarm on TASK (or the task of a team file)."""
     if not task and not team:
         raise click.UsageError("give a TASK or a team file (-f)")
-    result = settings.call("swarms.create", _params(task, strategy, agents, repo, provider, model, script, team, name, items, options))
+    params = _params(task, strategy, agents, repo, provider, model, script, team, name, items, options)
+    since = _head(settings)
+    result = settings.call("swarms.create", params)
     if wait:
-        _follow(settings, result["id"])
+        _follow(settings, result["id"], since)
         return
     emit_json(result) if settings.json else click.echo(f"{result['id']}  {result['name']}  {result['strategy']}  {result['state']}")
 
@@ -101,30 +102,44 @@ def create(settings, task, strategy, agents, repo, provider, model, script, item
 def do(settings, task, strategy, agents, repo, provider, model, script, items, options):
     """Run a swarm on TASK in a repository: live progress per agent, then results, diffs and cost."""
     params = _params(task, strategy or "parallel", agents if agents is not None else 4, repo, provider, model, script, None, None, items, options)
+    since = _head(settings)
     result = settings.call("swarms.create", params)
-    _follow(settings, result["id"], diffs=True)
+    _follow(settings, result["id"], since, diffs=True)
 
 
-def _follow(settings, swarm_id: str, diffs: bool = False) -> None:
-    """Poll the swarm and its agents, printing each agent's state changes; then the summary.
+def _head(settings) -> int:
+    """The event log's head now: following from here misses nothing the swarm does."""
+    return settings.call("events.list", {"limit": 1, "tail": True})["last_seq"]
+
+
+def _follow(settings, swarm_id: str, since: int, diffs: bool = False) -> None:
+    """Print each agent's state changes as they happen (events, from `since`), then the summary.
     Exit 1 unless the swarm completed."""
-    shown: dict[str, str] = {}
+    roles: dict[str, str] = {}
     with settings.client(timeout=None) as client:
-        while True:
-            rec = client.call("swarms.get", {"id": swarm_id})
-            for agent_id in rec["agents"]:
-                if shown.get(agent_id) in AGENT_FINAL:
-                    continue
-                agent = client.call("agents.get", {"id": agent_id})
-                if shown.get(agent_id) != agent["state"]:
-                    shown[agent_id] = agent["state"]
-                    if not settings.json:
-                        role = rec["roles"].get(agent_id, "")
-                        extra = f": {(agent.get('final') or '')[:100]}" if agent["state"] == "completed" else (f": {agent.get('error')}" if agent.get("error") else "")
-                        click.echo(f"{time.strftime('%H:%M:%S')}  {agent_id[-8:]}  {role:<10} {agent['state']}{extra}")
-            if rec["state"] in FINAL:
+        client.call("events.subscribe", {"pattern": ["agent:state", "swarm:complete"], "since": since})
+        for message in client.notifications():
+            if message.get("method") == protocol.STOPPING_NOTIFICATION:
+                click.echo("godelctl: godeld is stopping; the swarm goes on when it starts again", err=True)
+                sys.exit(1)
+            event = message.get("params") or {}
+            if message.get("method") != protocol.EVENT_NOTIFICATION or (event.get("metadata") or {}).get("swarmId") != swarm_id:
+                continue
+            data = event.get("data") or {}
+            if event["type"] == "swarm:complete":
                 break
-            time.sleep(0.3)
+            if settings.json:
+                continue
+            agent_id = data.get("agentId", "")
+            if agent_id not in roles:
+                roles.update(client.call("swarms.get", {"id": swarm_id})["roles"])
+            extra = ""
+            if data.get("state") == "completed":
+                extra = f": {(client.call('agents.get', {'id': agent_id}).get('final') or '')[:100]}"
+            elif data.get("error"):
+                extra = f": {data['error']}"
+            click.echo(f"{time.strftime('%H:%M:%S')}  {agent_id[-8:]}  {roles.get(agent_id, ''):<10} {data.get('state')}{extra}")
+        rec = client.call("swarms.get", {"id": swarm_id})
         if settings.json:
             emit_json(rec)
         else:

@@ -100,8 +100,8 @@ class AgentManager:
                 log.info("re-adopting agent %s (pid %d)", rec["id"], rec["pid"])
                 self.active += 1
             else:
-                await self._transition(handle, "interrupted", error=rec.get("error") or "godeld stopped while the agent was running, and the agent's process is gone")
-                await self._publish("agent:interrupted", handle, {"reason": "process gone after a restart of godeld"})
+                await self._transition(handle, "interrupted", error=rec.get("error") or "godeld stopped while the agent was running, and the agent's process is gone",
+                                       events=(("agent:interrupted", {"reason": "process gone after a restart of godeld"}),))
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -285,8 +285,7 @@ class AgentManager:
             handle.proc = proc
             handle.started_mono = handle.last_output = time.monotonic()
             rec["pid"], rec["pid_start"], rec["started_at"] = proc.pid, procs.start_time(proc.pid), now_ms()
-            await self._transition(handle, "running")
-            await self._publish("agent:start", handle, {"task": rec["task"], "model": rec["model"], "provider": rec["provider"], "branch": rec["branch"], "worktree": rec["worktree"]})
+            await self._transition(handle, "running", events=(("agent:start", {"task": rec["task"], "model": rec["model"], "provider": rec["provider"], "branch": rec["branch"], "worktree": rec["worktree"]}),))
             if handle.kill_reason:  # killed while starting: the process is up now, stop it
                 self._nursery.start_soon(self._terminate, handle)
             await proc.wait()
@@ -444,17 +443,18 @@ class AgentManager:
                     return
                 state, error = "failed", "quality gates failed: " + ", ".join(r["name"] for r in results if not r["passed"])
         rec["finished_at"] = now_ms()
-        await self._transition(handle, state, error=error)
         duration = (rec["finished_at"] - (rec.get("started_at") or rec["finished_at"])) / 1000
         cost = (rec.get("usage") or {}).get("cost_usd", 0.0)
+        events: list[tuple[str, dict[str, Any]]] = []
         if rec.get("isolation") and not rec["isolation"]["ok"]:
-            await self._publish("agent:error", handle, {"error": "isolation violated: " + "; ".join(rec["isolation"]["problems"]), "isolation": rec["isolation"]})
+            events.append(("agent:error", {"error": "isolation violated: " + "; ".join(rec["isolation"]["problems"]), "isolation": rec["isolation"]}))
         if state == "completed":
-            await self._publish("agent:complete", handle, {"duration": duration, "cost": cost, "usage": rec.get("usage"), "final": (rec.get("final") or "")[:2000]})
+            events.append(("agent:complete", {"duration": duration, "cost": cost, "usage": rec.get("usage"), "final": (rec.get("final") or "")[:2000]}))
         elif state == "killed":
-            await self._publish("agent:killed", handle, {"reason": error, "duration": duration, "cost": cost})
+            events.append(("agent:killed", {"reason": error, "duration": duration, "cost": cost}))
         else:
-            await self._publish("agent:error", handle, {"error": error, "exit_code": rec["exit_code"]})
+            events.append(("agent:error", {"error": error, "exit_code": rec["exit_code"]}))
+        await self._transition(handle, state, error=error, events=tuple(events))
 
     async def _run_gates(self, handle: Handle) -> tuple[bool, list[dict[str, Any]]]:
         """Run the agent's quality gates in its worktree; publish agent:gate for each."""
@@ -492,8 +492,7 @@ class AgentManager:
         rec["resuming"] = True
         rec["error"] = None
         handle = self.agents[rec["id"]] = Handle(rec)
-        await self._transition(handle, "pending")
-        await self._publish("agent:retry", handle, {"attempt": rec["gate_attempts"] + 1, "feedback": report[:4000], "model": rec["model"]})
+        await self._transition(handle, "pending", events=(("agent:retry", {"attempt": rec["gate_attempts"] + 1, "feedback": report[:4000], "model": rec["model"]}),))
         self.queue.append(rec["id"])
         self._wake.set()
 
@@ -514,33 +513,39 @@ class AgentManager:
             rec["setup_output"] = output[-65536:]
         rec["finished_at"] = now_ms()
         if handle.kill_reason:
-            await self._transition(handle, "killed", error=handle.kill_reason)
-            await self._publish("agent:killed", handle, {"reason": handle.kill_reason})
+            await self._transition(handle, "killed", error=handle.kill_reason, events=(("agent:killed", {"reason": handle.kill_reason}),))
             return
-        await self._transition(handle, "failed", error=error)
         data: dict[str, Any] = {"error": error}
         if output:
             data["output"] = output[-8000:]
-        await self._publish("agent:error", handle, data)
+        await self._transition(handle, "failed", error=error, events=(("agent:error", data),))
 
     # -- transitions and events ----------------------------------------------------------------
-    async def _transition(self, handle: Handle, state: str, *, error: str | None = None) -> None:
-        # Durable first: nobody (agents.get, a waiter) sees the new state before it is stored, so a
-        # crash right after can never leave a record older than what a client was told.
+    async def _transition(self, handle: Handle, state: str, *, error: str | None = None, events: tuple[tuple[str, dict[str, Any]], ...] = ()) -> None:
+        """Store the new state together with agent:state and `events` (the named events that go
+        with it: agent:complete, agent:error, ...) in one transaction, and only then show it: whoever
+        sees the state in agents.get finds its events in the log, and a crash keeps both or
+        neither."""
         rec = handle.rec
         previous = rec["state"]
         changed = {"state": state, **({"error": error} if error is not None else {})}
-        await self.store.save_agent({**rec, **changed})
+        drafts = [self._draft("agent:state", rec, {"state": state, "previous": previous, **({"error": error} if error else {})})]
+        drafts += [self._draft(type_, rec, data) for type_, data in events]
+        await self.store.save_agent({**rec, **changed}, events=drafts)
         rec.update(changed)
-        await self._publish("agent:state", handle, {"state": state, "previous": previous, **({"error": error} if error else {})})
 
-    async def _publish(self, type_: str, handle: Handle, data: dict[str, Any]) -> None:
-        rec = handle.rec
+    @staticmethod
+    def _draft(type_: str, rec: dict[str, Any], data: dict[str, Any]) -> Any:
+        from godeld.events import make_draft
+
         meta = {"agentId": rec["id"]}
         for key, name in (("swarm_id", "swarmId"), ("workflow_id", "workflowId"), ("task_id", "taskId")):
             if rec.get(key):
                 meta[name] = rec[key]
-        await self.daemon.bus.publish(type_, {"agentId": rec["id"], **data}, source="agents", metadata=meta)
+        return make_draft(type_, {"agentId": rec["id"], **data}, source="agents", metadata=meta)
+
+    async def _publish(self, type_: str, handle: Handle, data: dict[str, Any]) -> None:
+        await self.daemon.bus.publish_many([self._draft(type_, handle.rec, data)])
 
     # -- control -------------------------------------------------------------------------------
     async def pause(self, agent_id: str) -> dict[str, Any]:
@@ -549,8 +554,7 @@ class AgentManager:
             if handle.rec["state"] != "running":
                 raise Conflict(f"agent {agent_id} is {handle.rec['state']}, not running", {"state": handle.rec["state"]})
             procs.signal_group(handle.rec["pid"], signal.SIGSTOP)
-            await self._transition(handle, "paused")
-            await self._publish("agent:paused", handle, {})
+            await self._transition(handle, "paused", events=(("agent:paused", {}),))
         return self.public(handle.rec)
 
     async def resume(self, agent_id: str) -> dict[str, Any]:
@@ -559,8 +563,7 @@ class AgentManager:
             async with handle.lock:
                 procs.signal_group(handle.rec["pid"], signal.SIGCONT)
                 handle.last_output = time.monotonic()
-                await self._transition(handle, "running")
-                await self._publish("agent:resumed", handle, {})
+                await self._transition(handle, "running", events=(("agent:resumed", {}),))
             return self.public(handle.rec)
         rec = await self.get_record(agent_id)
         if rec["state"] != "interrupted":
@@ -575,8 +578,7 @@ class AgentManager:
         rec["resuming"] = True
         rec["error"] = None
         handle = self.agents[rec["id"]] = Handle(rec)
-        await self._transition(handle, "pending")
-        await self._publish("agent:resumed", handle, {"restarted": True, "session_id": rec.get("session_id")})
+        await self._transition(handle, "pending", events=(("agent:resumed", {"restarted": True, "session_id": rec.get("session_id")}),))
         self.queue.append(rec["id"])
         self._wake.set()
         return self.public(rec)
@@ -613,8 +615,7 @@ class AgentManager:
             except ValueError:
                 pass
             handle.rec["finished_at"] = now_ms()
-            await self._transition(handle, "killed", error=reason)
-            await self._publish("agent:killed", handle, {"reason": reason})
+            await self._transition(handle, "killed", error=reason, events=(("agent:killed", {"reason": reason}),))
             self.agents.pop(agent_id, None)
             handle.done.set()  # it never ran, but whoever waits on it must wake
             return self.public(handle.rec)

@@ -42,6 +42,24 @@ def signal_group(pgid: int, sig: int) -> bool:
         return False
 
 
+def find_by_env(marks: dict[str, str]) -> list[int]:
+    """Pids of live processes whose environment holds every NAME=VALUE of `marks` (processes a
+    crashed godeld started, found without anything it had time to store)."""
+    wanted = [f"{k}={v}".encode() for k, v in marks.items()]
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if all(w in env for w in wanted) and state(int(entry.name)) not in (None, "Z"):
+            found.append(int(entry.name))
+    return found
+
+
 async def wait_exit(pid: int) -> None:
     """Wait until a process that is not our child ends (a re-adopted agent), with a pidfd."""
     try:
@@ -54,4 +72,4 @@ async def wait_exit(pid: int) -> None:
         os.close(fd)
 
 
-__all__ = ["start_time", "state", "alive", "signal_group", "wait_exit", "signal"]
+__all__ = ["start_time", "state", "alive", "signal_group", "find_by_env", "wait_exit", "signal"]

@@ -106,7 +106,7 @@ def public(rec: dict[str, Any], steps: list[dict[str, Any]]) -> dict[str, Any]:
         for key in ("agent_id", "child_run", "agents"):
             if key in data:
                 item[key] = data[key]
-        if item["kind"] == "approval" and s["state"] == "running" and "decision" not in data:
+        if item["kind"] == "approval" and s["state"] == "running" and "waiting_since" in data and "decision" not in data:
             item["waiting"] = "approval"
         out_steps.append(item)
     return {

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ class WorkflowEngine:
             run = Run(rec, {s["id"]: s for s in steps}, self.cfg("max_parallel_per_run"))
             for srec in run.steps.values():
                 if srec["state"] == "running" and not getattr(self.step_kinds.get(run.step_defs[srec["id"]]["kind"]), "resumable", False):
-                    await self._reap_orphan(srec)
+                    await self._reap_orphan(run.id, srec)
                     srec["interrupted"] = srec.get("interrupted", 0) + 1
                     srec["history"] = [*srec.get("history", []), {"attempt": srec["attempts"], "state": "interrupted", "error": "godeld stopped while the step ran", "at": now_ms()}]
                     srec["state"] = "pending"
@@ -145,16 +146,25 @@ class WorkflowEngine:
             self.ready.set()
             await trio.sleep_forever()
 
-    async def _reap_orphan(self, srec: dict[str, Any]) -> None:
+    async def _reap_orphan(self, run_id: str, srec: dict[str, Any]) -> None:
         """A step's process or agent that outlived the godeld that started it is stopped before
-        the step runs again, so two attempts never run side by side."""
-        data = srec.get("data") or {}
-        if data.get("pid"):
-            from godeld.agents import procs
+        the step runs again, so two attempts never run side by side. Commands are found by the
+        GODEL_WORKFLOW_ID / GODEL_STEP_ID in their environment, so even one started just before
+        the crash, whose pid was not stored yet, is found."""
+        from godeld.agents import procs
 
-            if procs.alive(data["pid"], data.get("pid_start")):
-                procs.signal_group(data["pid"], procs.signal.SIGCONT)
-                procs.signal_group(data["pid"], procs.signal.SIGKILL)
+        data = srec.get("data") or {}
+        pids = set(await trio.to_thread.run_sync(procs.find_by_env, {"GODEL_WORKFLOW_ID": run_id, "GODEL_STEP_ID": srec["id"]}))
+        if data.get("pid") and procs.alive(data["pid"], data.get("pid_start")):
+            pids.add(data["pid"])
+        for pid in pids:
+            try:
+                group = os.getpgid(pid)
+            except ProcessLookupError:
+                continue  # gone meanwhile
+            if group != os.getpgid(0):  # never godeld's own group
+                procs.signal_group(group, procs.signal.SIGCONT)
+                procs.signal_group(group, procs.signal.SIGKILL)
         agent_id = data.get("agent_id")
         agents = getattr(self.daemon, "agents", None)
         if agent_id and agents is not None:
@@ -282,19 +292,25 @@ class WorkflowEngine:
 
     async def _step_final(self, run: Run, sid: str, state: str, *, error: str | None = None, reason: str | None = None, output: Any = None) -> None:
         srec = run.steps[sid]
-        srec.update(state=state, finished_at=now_ms(), error=error)
+        changes: dict[str, Any] = {"state": state, "finished_at": now_ms(), "error": error}
         if reason:
-            srec["reason"] = reason
+            changes["reason"] = reason
         if output is not None:
-            srec["output"] = output
+            changes["output"] = output
         if state == "skipped":
             event = self._draft("workflow:step:skipped", run, {"stepId": sid, "reason": reason})
         elif state == "failed":
             event = self._draft("workflow:step:failed", run, {"stepId": sid, "error": error, "attempt": srec["attempts"], "will_retry": False})
         else:
             event = self._draft("workflow:step:cancelled", run, {"stepId": sid, "reason": error})
-        await self.store.save_step(run.id, srec, events=[event])
+        await self._commit_step(run, srec, changes, [event])
         run.poke()
+
+    async def _commit_step(self, run: Run, srec: dict[str, Any], changes: dict[str, Any], events: list[Any]) -> None:
+        """Stored (with its events) before it is shown: whoever sees the step's new state in
+        workflows.get finds its events in the log."""
+        await self.store.save_step(run.id, {**srec, **changes}, events=events)
+        srec.update(changes)
 
     # -- one step ------------------------------------------------------------------------------
     async def _run_step(self, run: Run, sid: str) -> None:
@@ -403,9 +419,9 @@ class WorkflowEngine:
             failed = await self._gates(run, sid, step_def["gates"], output if isinstance(output, dict) else {"result": output}, ctx)
             if failed is not None:
                 return failed
-        srec.update(state="completed", finished_at=now_ms(), output=output if isinstance(output, dict) else {"result": output}, error=None)
-        await self.store.save_step(run.id, srec, events=[self._draft("workflow:step:complete", run, {
-            "stepId": sid, "output": srec["output"], "attempt": srec["attempts"], "duration_ms": int((time.monotonic() - started) * 1000)})])
+        changes = {"state": "completed", "finished_at": now_ms(), "output": output if isinstance(output, dict) else {"result": output}, "error": None}
+        await self._commit_step(run, srec, changes, [self._draft("workflow:step:complete", run, {
+            "stepId": sid, "output": changes["output"], "attempt": srec["attempts"], "duration_ms": int((time.monotonic() - started) * 1000)})])
         return None
 
     async def _gates(self, run: Run, sid: str, gates: list[dict[str, Any]], output: dict[str, Any], ctx: StepRun) -> tuple[str, Any, bool] | None:
@@ -451,11 +467,13 @@ class WorkflowEngine:
             if srec["state"] not in STEP_FINAL:
                 srec.update(state="cancelled", finished_at=now_ms(), error=srec.get("error") or f"the workflow {state}")
                 await self.store.save_step(run.id, srec)
-        rec.update(state=state, error=error, finished_at=now_ms())
+        final = {"state": state, "error": error, "finished_at": now_ms()}
         outputs = {sid: s.get("output") for sid, s in run.steps.items() if s["state"] == "completed"}
-        await self.store.save_run(rec, events=[self._draft("workflow:complete", run, {
-            "status": state, "error": error, "duration_ms": rec["finished_at"] - (rec.get("started_at") or rec["created_at"]), "outputs": outputs,
+        # Stored with its event before it is shown (see _commit_step).
+        await self.store.save_run({**rec, **final}, events=[self._draft("workflow:complete", run, {
+            "status": state, "error": error, "duration_ms": final["finished_at"] - (rec.get("started_at") or rec["created_at"]), "outputs": outputs,
         })])
+        rec.update(final)
 
     @staticmethod
     def _draft(type_: str, run: Run, data: dict[str, Any]) -> Any:
@@ -490,7 +508,7 @@ class WorkflowEngine:
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> dict[str, Any]:
         run = self.runs.get(run_id)
-        if run is None:
+        if run is None or run.rec["state"] in RUN_FINAL:
             rec, _ = await self.get(run_id)
             raise Conflict(f"workflow run {run_id} is already {rec['state']}", {"state": rec["state"]})
         run.cancel_reason = reason
@@ -540,7 +558,7 @@ class WorkflowEngine:
 
     async def decide(self, run_id: str, step_id: str, approved: bool, *, by: str | None, comment: str | None) -> dict[str, Any]:
         run = self.runs.get(run_id)
-        if run is None:
+        if run is None or run.rec["state"] in RUN_FINAL:
             rec, _ = await self.get(run_id)
             raise Conflict(f"workflow run {run_id} is {rec['state']}: no approval is waiting", {"state": rec["state"]})
         if step_id not in run.steps:

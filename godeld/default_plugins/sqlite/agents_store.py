@@ -23,13 +23,14 @@ class SqliteAgentStore:
         self._b = backend
 
     # -- agents ------------------------------------------------------------------------------
-    async def save_agent(self, record: dict[str, Any]) -> None:
+    async def save_agent(self, record: dict[str, Any], *, events: Any = ()) -> None:
+        """Write the record; `events` (EventDrafts) are appended in the same transaction."""
         row = (record["id"], record["state"], record.get("created_at") or _now_ms(), _now_ms(), _dumps(record))
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO agents (id, state, created_at, updated_at, record) VALUES (?, ?, ?, ?, ?)", row)
 
-        await self._b.write(write)
+        await self._b.write(write, events=events)
 
     async def get_agent(self, agent_id: str) -> dict[str, Any] | None:
         def read(conn: sqlite3.Connection):

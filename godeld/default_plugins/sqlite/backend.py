@@ -225,10 +225,15 @@ class SqliteStorage:
             return []
         return await self._submit(_EVENTS, drafts)
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, events: Sequence[EventDraft] = ()) -> T:
         """Run `fn(connection)` on the writer thread inside the next group commit (in a savepoint:
-        if it raises, only its own changes are rolled back). Returns once committed."""
-        return await self._submit(_CALL, fn)
+        if it raises, only its own changes are rolled back). Returns once committed. `events` are
+        appended in the same transaction, if `fn` succeeds (a state change and its announcement)."""
+        if not events:
+            return await self._submit(_CALL, fn)
+        drafts = list(events)
+        result, _ = await self._submit(_CALL_EVENTS, lambda conn: (fn(conn), drafts))
+        return result
 
     async def write_with_events(self, fn: Callable[[sqlite3.Connection], tuple[T, Sequence[EventDraft]]]) -> tuple[T, list[Event]]:
         """Like `write`, for a state change and the events that announce it: `fn(connection)`

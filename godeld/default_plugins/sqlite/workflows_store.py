@@ -30,7 +30,7 @@ class SqliteWorkflowStore:
             if step_rows:
                 conn.executemany("INSERT OR REPLACE INTO workflow_steps (run_id, step_id, state, attempts, record) VALUES (?, ?, ?, ?, ?)", step_rows)
 
-        await self._commit(write, events)
+        await self._b.write(write, events=events)
 
     async def save_step(self, run_id: str, step: dict[str, Any], *, events: Sequence[Any] = ()) -> None:
         """Write one step; `events` are appended in the same transaction."""
@@ -39,19 +39,7 @@ class SqliteWorkflowStore:
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO workflow_steps (run_id, step_id, state, attempts, record) VALUES (?, ?, ?, ?, ?)", row)
 
-        await self._commit(write, events)
-
-    async def _commit(self, write: Any, events: Sequence[Any]) -> None:
-        if not events:
-            await self._b.write(write)
-            return
-        drafts = list(events)
-
-        def write_and_announce(conn: sqlite3.Connection):
-            write(conn)
-            return None, drafts
-
-        await self._b.write_with_events(write_and_announce)
+        await self._b.write(write, events=events)
 
     async def get_run(self, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         def read(conn: sqlite3.Connection):

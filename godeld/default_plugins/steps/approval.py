@@ -30,11 +30,13 @@ class ApprovalKind:
         run = step.daemon.workflows.runs[step.run_id]
         decided = run.approvals[step.step_id] = trio.Event()
         try:
-            if "waiting_since" not in step.data:
-                step.data["waiting_since"] = int(time.time() * 1000)
-                await step.save()
             if "decision" not in step.data:
-                await step.publish("workflow:step:approval", {"message": message, "timeout_ms": spec.get("timeout_ms"), "default": spec.get("default") or "reject"})
+                if "waiting_since" not in step.data:
+                    # Announced first: the step shows as waiting (workflows.get) only once the
+                    # request is in the log. The wait, and its timeout, start from here.
+                    await step.publish("workflow:step:approval", {"message": message, "timeout_ms": spec.get("timeout_ms"), "default": spec.get("default") or "reject"})
+                    step.data["waiting_since"] = int(time.time() * 1000)
+                    await step.save()
                 timeout_ms = spec.get("timeout_ms")
                 left = (step.data["waiting_since"] + timeout_ms - time.time() * 1000) / 1000 if timeout_ms else float("inf")
                 with trio.move_on_after(max(0.0, left)):
